@@ -1,0 +1,317 @@
+//! In-memory adapters: the embedded default of `pwreset serve`, and the doubles the core's
+//! tests run against. One [`MemoryStore`] holds users and the outbox, as the one DynamoDB
+//! table does, so a password change and its notice land together.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng as _;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::domain::{EmailKey, User, UserId};
+use crate::ports::{
+    ChangeOutcome, Clock, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
+    PasswordChange, RateDecision, RateLimit, RateLimiter, StoreError,
+};
+use crate::service::{Deliverer, DeliveryError};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind, still consistent for us.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    users: HashMap<UserId, User>,
+    uid_by_key: HashMap<EmailKey, UserId>,
+    outbox: VecDeque<OutboxJob>,
+}
+
+/// Users and outbox in one lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    job_ready: Notify,
+    unavailable: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every call fail as a store outage would (for tests of the failure paths).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    fn check_available(&self) -> Result<(), StoreError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable("memory store switched off".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes the oldest job, waiting for one.
+    pub async fn next_job(&self) -> OutboxJob {
+        loop {
+            let notified = self.job_ready.notified();
+            if let Some(job) = lock(&self.tables).outbox.pop_front() {
+                return job;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the oldest job if there is one.
+    pub fn try_next_job(&self) -> Option<OutboxJob> {
+        lock(&self.tables).outbox.pop_front()
+    }
+
+    pub fn pending_jobs(&self) -> usize {
+        lock(&self.tables).outbox.len()
+    }
+
+    fn push_job(tables: &mut Tables, job: OutboxJob) {
+        tables.outbox.push_back(job);
+    }
+}
+
+#[async_trait]
+impl crate::ports::UserRepository for MemoryStore {
+    async fn find_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError> {
+        self.check_available()?;
+        Ok(lock(&self.tables).users.get(uid).cloned())
+    }
+
+    async fn find_by_email_key(&self, key: &EmailKey) -> Result<Option<User>, StoreError> {
+        self.check_available()?;
+        let tables = lock(&self.tables);
+        Ok(tables
+            .uid_by_key
+            .get(key)
+            .and_then(|uid| tables.users.get(uid))
+            .cloned())
+    }
+
+    async fn insert(&self, user: &User) -> Result<InsertOutcome, StoreError> {
+        self.check_available()?;
+        let mut tables = lock(&self.tables);
+        let key = user.email_key();
+        if tables.uid_by_key.contains_key(&key) || tables.users.contains_key(&user.uid) {
+            return Ok(InsertOutcome::EmailTaken);
+        }
+        tables.uid_by_key.insert(key, user.uid.clone());
+        tables.users.insert(user.uid.clone(), user.clone());
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn commit_password_change(
+        &self,
+        change: &PasswordChange,
+    ) -> Result<ChangeOutcome, StoreError> {
+        self.check_available()?;
+        let mut tables = lock(&self.tables);
+        let Some(user) = tables.users.get_mut(&change.uid) else {
+            return Ok(ChangeOutcome::Stale);
+        };
+        if user.password_hash.as_ref() != Some(&change.expected) {
+            return Ok(ChangeOutcome::Stale);
+        }
+        user.password_hash = Some(change.new.clone());
+        Self::push_job(&mut tables, change.notice.clone());
+        drop(tables);
+        self.job_ready.notify_one();
+        Ok(ChangeOutcome::Applied)
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn enqueue(&self, job: OutboxJob) -> Result<(), StoreError> {
+        self.check_available()?;
+        Self::push_job(&mut lock(&self.tables), job);
+        self.job_ready.notify_one();
+        Ok(())
+    }
+}
+
+/// Fixed-window counters, pruned as windows end.
+#[derive(Debug, Default)]
+pub struct MemoryRateLimiter {
+    counters: Mutex<HashMap<(String, i64), (u32, i64)>>,
+}
+
+impl MemoryRateLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+const PRUNE_ABOVE: usize = 10_000;
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn hit(&self, bucket: &str, limit: &RateLimit, now: i64) -> Result<RateDecision, StoreError> {
+        let (window, retry_after_secs) = limit.window_at(now);
+        let mut counters = lock(&self.counters);
+        if counters.len() > PRUNE_ABOVE {
+            counters.retain(|_, (_, ends)| *ends > now);
+        }
+        let ends = now.saturating_add(i64::try_from(retry_after_secs).unwrap_or(i64::MAX));
+        let entry = counters
+            .entry((bucket.to_owned(), window))
+            .or_insert((0, ends));
+        entry.0 = entry.0.saturating_add(1);
+        if entry.0 > limit.max {
+            Ok(RateDecision::Limited { retry_after_secs })
+        } else {
+            Ok(RateDecision::Allowed)
+        }
+    }
+}
+
+/// A sent message and when.
+#[derive(Debug, Clone)]
+pub struct SentMail {
+    pub mail: OutgoingMail,
+    pub sent_at: OffsetDateTime,
+}
+
+/// Keeps every message (oldest first); can be told to fail, for the retry paths.
+#[derive(Debug, Default)]
+pub struct RecordingMailer {
+    sent: Mutex<Vec<SentMail>>,
+    transient_failures: AtomicUsize,
+}
+
+impl RecordingMailer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn sent(&self) -> Vec<SentMail> {
+        lock(&self.sent).clone()
+    }
+
+    /// The next `n` sends fail as if the mail service were down.
+    pub fn fail_next(&self, n: usize) {
+        self.transient_failures.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let failing = self
+            .transient_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(MailError::Transient("mailer told to fail".into()));
+        }
+        lock(&self.sent).push(SentMail {
+            mail: mail.clone(),
+            sent_at: OffsetDateTime::now_utc(),
+        });
+        Ok(())
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn at(unix: i64) -> Self {
+        Self(Mutex::new(
+            OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        ))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = lock(&self.0);
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *lock(&self.0)
+    }
+}
+
+/// How the in-process worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Each job waits a random time in this range before it is looked at, so the lookup
+    /// never competes with the response still being written (a timing oracle on 2 cores).
+    pub pickup_delay: std::ops::Range<Duration>,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    pub max_attempts: u32,
+    pub concurrency: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            pickup_delay: Duration::from_millis(20)..Duration::from_millis(60),
+            first_retry: Duration::from_millis(200),
+            max_retry: Duration::from_secs(30),
+            max_attempts: 30,
+            concurrency: 8,
+        }
+    }
+}
+
+/// Drains the store's outbox forever: the dev server's stand-in for the DynamoDB stream and
+/// the `send-reset-email` function. Abort the task to stop it.
+pub async fn run_outbox_worker(store: Arc<MemoryStore>, deliverer: Arc<Deliverer>, settings: WorkerSettings) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    loop {
+        let job = store.next_job().await;
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let deliverer = Arc::clone(&deliverer);
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let delay = if settings.pickup_delay.is_empty() {
+                settings.pickup_delay.start
+            } else {
+                rand::rng().random_range(settings.pickup_delay.clone())
+            };
+            tokio::time::sleep(delay).await;
+            deliver_with_retries(&deliverer, &job, &settings).await;
+        });
+    }
+}
+
+async fn deliver_with_retries(deliverer: &Deliverer, job: &OutboxJob, settings: &WorkerSettings) {
+    let mut backoff = settings.first_retry;
+    for attempt in 1..=settings.max_attempts {
+        match deliverer.deliver(job).await {
+            Ok(outcome) => {
+                tracing::debug!(event = "outbox_job_done", ?outcome, attempt);
+                return;
+            }
+            Err(DeliveryError::Retry(reason)) => {
+                tracing::warn!(event = "outbox_job_retry", attempt, %reason);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(settings.max_retry);
+            }
+            Err(DeliveryError::Permanent(reason)) => {
+                tracing::error!(event = "outbox_job_failed", %reason);
+                return;
+            }
+        }
+    }
+    tracing::error!(event = "outbox_job_abandoned", attempts = settings.max_attempts);
+}

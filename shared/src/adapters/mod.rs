@@ -1,0 +1,3 @@
+//! Adapters behind the ports. `memory` serves `pwreset serve` and the core's tests.
+
+pub mod memory;

@@ -1,0 +1,233 @@
+//! The ports the service talks through. Adapters: [`crate::adapters::memory`] here; the
+//! DynamoDB and SES ones implement the same traits.
+//!
+//! "No such user" is a value (`Ok(None)`), never an error; an error always means the
+//! infrastructure failed, and is never mistaken for a missing account.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
+
+/// A dependency failed. `Unavailable` is worth retrying (throttling, timeouts, a store
+/// that is down); `Corrupt` is our own fault (an item we cannot read back).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+/// Work for the mail worker, written by the request path and by a successful confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxJob {
+    /// Someone asked for a reset link for this lookup key; the account may not exist.
+    ResetRequested { email_key: EmailKey, requested_at: i64 },
+    /// A reset landed: tell the owner.
+    PasswordChanged { uid: UserId, changed_at: i64 },
+}
+
+/// A password replacement that lands only if the stored hash is still `expected`, together
+/// with the notice it triggers (one transaction: both or neither).
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub uid: UserId,
+    pub expected: PasswordHash,
+    pub new: PasswordHash,
+    pub notice: OutboxJob,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Applied,
+    /// The hash changed since the token was checked (another confirm won): nothing written.
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    EmailTaken,
+}
+
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    async fn find_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError>;
+    async fn find_by_email_key(&self, key: &EmailKey) -> Result<Option<User>, StoreError>;
+    async fn insert(&self, user: &User) -> Result<InsertOutcome, StoreError>;
+    async fn commit_password_change(
+        &self,
+        change: &PasswordChange,
+    ) -> Result<ChangeOutcome, StoreError>;
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    async fn enqueue(&self, job: OutboxJob) -> Result<(), StoreError>;
+}
+
+/// A message ready to send. Its bodies hold a live token: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    pub to: EmailAddress,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+impl fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingMail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Worth retrying: throttled, timed out, the mail service is down.
+    #[error("mail service unavailable: {0}")]
+    Transient(String),
+    /// Retrying will not help: the address or the message was refused.
+    #[error("mail refused: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+}
+
+/// `N` hits per window, counted in fixed windows aligned to the epoch (the same in memory
+/// and in DynamoDB, where each window is one counter item that expires by TTL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected N/<seconds>s, N/<minutes>m, N/<hours>h or off, e.g. 3/15m")]
+pub struct RateLimitSyntax;
+
+impl RateLimit {
+    /// Parses `N/<n>s|m|h`, or `off` (`None`).
+    pub fn parse(raw: &str) -> Result<Option<Self>, RateLimitSyntax> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (count, window) = raw.split_once('/').ok_or(RateLimitSyntax)?;
+        let max: u32 = count.trim().parse().map_err(|_| RateLimitSyntax)?;
+        let window = window.trim();
+        let unit = window.chars().last().ok_or(RateLimitSyntax)?;
+        let amount: u64 = window[..window.len() - unit.len_utf8()]
+            .parse()
+            .map_err(|_| RateLimitSyntax)?;
+        let seconds = match unit {
+            's' => Some(amount),
+            'm' => amount.checked_mul(60),
+            'h' => amount.checked_mul(3600),
+            _ => None,
+        }
+        .ok_or(RateLimitSyntax)?;
+        if max == 0 || seconds == 0 || seconds > 7 * 24 * 3600 {
+            return Err(RateLimitSyntax);
+        }
+        Ok(Some(Self {
+            max,
+            window: Duration::from_secs(seconds),
+        }))
+    }
+
+    pub fn window_secs(&self) -> i64 {
+        i64::try_from(self.window.as_secs()).unwrap_or(i64::MAX).max(1)
+    }
+
+    /// The window `now` falls in, and the seconds until it ends (at least 1).
+    pub fn window_at(&self, now: i64) -> (i64, u64) {
+        let size = self.window_secs();
+        let index = now.div_euclid(size);
+        let ends = (index + 1) * size;
+        (index, u64::try_from(ends - now).unwrap_or(1).max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed,
+    Limited { retry_after_secs: u64 },
+}
+
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one hit on `bucket` and says whether it is within `limit`.
+    async fn hit(&self, bucket: &str, limit: &RateLimit, now: i64) -> Result<RateDecision, StoreError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+
+    fn unix_now(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_in_every_unit_and_off() {
+        let parse = |s: &str| RateLimit::parse(s).expect("valid");
+        assert_eq!(parse("3/15m"), Some(RateLimit { max: 3, window: Duration::from_secs(900) }));
+        assert_eq!(parse("20/1m"), Some(RateLimit { max: 20, window: Duration::from_secs(60) }));
+        assert_eq!(parse("5/30s"), Some(RateLimit { max: 5, window: Duration::from_secs(30) }));
+        assert_eq!(parse("100/2h"), Some(RateLimit { max: 100, window: Duration::from_secs(7200) }));
+        assert_eq!(parse("off"), None);
+        assert_eq!(parse("OFF"), None);
+    }
+
+    #[test]
+    fn malformed_limits_are_refused() {
+        for bad in ["", "3", "3/", "/15m", "0/1m", "3/0m", "3/15", "3/15d", "-1/1m", "three/1m", "3/1é", "3/99999h"] {
+            assert_eq!(RateLimit::parse(bad), Err(RateLimitSyntax), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn windows_are_aligned_and_retry_after_counts_to_the_end() {
+        let limit = RateLimit { max: 1, window: Duration::from_secs(60) };
+        assert_eq!(limit.window_at(120), (2, 60));
+        assert_eq!(limit.window_at(179), (2, 1));
+        assert_eq!(limit.window_at(180), (3, 60));
+    }
+
+    #[test]
+    fn outbox_jobs_round_trip_through_json() {
+        let job = OutboxJob::ResetRequested {
+            email_key: EmailKey::normalise("a@b.org").expect("valid"),
+            requested_at: 7,
+        };
+        let json = serde_json::to_string(&job).expect("json");
+        assert_eq!(json, r#"{"kind":"reset_requested","email_key":"a@b.org","requested_at":7}"#);
+        assert_eq!(serde_json::from_str::<OutboxJob>(&json).expect("parse"), job);
+        // A key that is not normal is refused on the way back in.
+        assert!(serde_json::from_str::<OutboxJob>(r#"{"kind":"reset_requested","email_key":"A@b.org","requested_at":7}"#).is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! The reset use cases. Each is a small struct holding only the ports it needs, so each
+//! Lambda function is wired (and granted IAM rights) for exactly its own calls:
+//!
+//! - [`RequestReset`]: validate → rate limits → enqueue; the same work whether or not the
+//!   account exists, so nothing about the account reaches the response.
+//! - [`Deliverer`]: the outbox worker: look up → skip inactive/unusable → sign → send.
+//! - [`ConfirmReset`]: verify (no side effect) and confirm (verify → policy → hash →
+//!   conditional replace + notice).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::domain::{CandidatePassword, EmailKey, User, UserId};
+use crate::hashing::{HashError, PasswordHasher};
+use crate::mail::MailComposer;
+use crate::policy::PasswordPolicy;
+use crate::ports::{
+    ChangeOutcome, Clock, MailError, Mailer, Outbox, OutboxJob, PasswordChange, RateDecision,
+    RateLimit, RateLimiter, StoreError, UserRepository,
+};
+use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
+
+/// The two request-path limits; `None` is `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_email: Option<RateLimit>,
+    pub per_ip: Option<RateLimit>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the e-mail address is malformed")]
+    InvalidEmail,
+    #[error("too many requests from this client")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `POST /password-reset`.
+pub struct RequestReset {
+    outbox: Arc<dyn Outbox>,
+    limiter: Arc<dyn RateLimiter>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for RequestReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestReset").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// IPv6 clients usually own a whole /64: count them per /64 so rotating addresses within
+/// it does not reset the limit.
+fn ip_bucket(ip: Option<IpAddr>) -> String {
+    match ip {
+        Some(IpAddr::V4(v4)) => format!("ip#{v4}"),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip#{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip#{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        // No known source address: everyone unknown shares one bucket rather than none.
+        None => "ip#unknown".to_owned(),
+    }
+}
+
+/// Limit buckets never hold the address itself, only a digest of its lookup key.
+fn email_bucket(key: &EmailKey) -> String {
+    let digest = Sha256::digest(key.as_str().as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("email#{hex}")
+}
+
+impl RequestReset {
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        limiter: Arc<dyn RateLimiter>,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            outbox,
+            limiter,
+            clock,
+            limits,
+        }
+    }
+
+    /// Never looks the account up: the request path does the same work for every address.
+    pub async fn request(&self, raw_email: &str, client_ip: Option<IpAddr>) -> Result<(), RequestError> {
+        let key = EmailKey::normalise(raw_email).map_err(|_| RequestError::InvalidEmail)?;
+        let now = self.clock.unix_now();
+        if let Some(limit) = &self.limits.per_ip {
+            if let RateDecision::Limited { retry_after_secs } =
+                self.limiter.hit(&ip_bucket(client_ip), limit, now).await?
+            {
+                return Err(RequestError::RateLimited { retry_after_secs });
+            }
+        }
+        if let Some(limit) = &self.limits.per_email {
+            if let RateDecision::Limited { .. } =
+                self.limiter.hit(&email_bucket(&key), limit, now).await?
+            {
+                // Silently: the answer is the same 202, so the limit is no oracle.
+                tracing::info!(event = "reset_request_suppressed", reason = "per_email_limit");
+                return Ok(());
+            }
+        }
+        self.outbox
+            .enqueue(OutboxJob::ResetRequested {
+                email_key: key,
+                requested_at: now,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// What the worker did with a job (for logs and tests; never reaches a client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// No such account, inactive, or no usable password: nobody is mailed.
+    Skipped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Try the job again later.
+    #[error("delivery should be retried: {0}")]
+    Retry(String),
+    /// Retrying cannot help (the message was refused); the job is dropped and logged.
+    #[error("delivery failed for good: {0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for DeliveryError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(msg) => Self::Retry(msg),
+            StoreError::Corrupt(msg) => Self::Permanent(msg),
+        }
+    }
+}
+
+impl From<MailError> for DeliveryError {
+    fn from(err: MailError) -> Self {
+        match err {
+            MailError::Transient(msg) => Self::Retry(msg),
+            MailError::Rejected(msg) => Self::Permanent(msg),
+        }
+    }
+}
+
+/// The outbox worker's use case.
+pub struct Deliverer {
+    users: Arc<dyn UserRepository>,
+    mailer: Arc<dyn Mailer>,
+    clock: Arc<dyn Clock>,
+    signer: TokenSigner,
+    composer: MailComposer,
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliverer").finish_non_exhaustive()
+    }
+}
+
+impl Deliverer {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+        signer: TokenSigner,
+        composer: MailComposer,
+    ) -> Self {
+        Self {
+            users,
+            mailer,
+            clock,
+            signer,
+            composer,
+        }
+    }
+
+    pub async fn deliver(&self, job: &OutboxJob) -> Result<Delivery, DeliveryError> {
+        match job {
+            OutboxJob::ResetRequested { email_key, .. } => {
+                let Some(user) = self.users.find_by_email_key(email_key).await? else {
+                    return Ok(Delivery::Skipped);
+                };
+                let Some(hash) = user.resettable_hash() else {
+                    return Ok(Delivery::Skipped);
+                };
+                let token = self.signer.sign(
+                    TokenSubject {
+                        uid: &user.uid,
+                        email: &user.email,
+                        password_hash: hash,
+                    },
+                    self.clock.unix_now(),
+                );
+                // To the stored address, never to what was typed in the request.
+                let mail = self.composer.reset_link(&user.email, &user.uid, &token);
+                self.mailer.send(&mail).await?;
+                tracing::info!(event = "mail_sent", kind = "reset_link");
+                Ok(Delivery::Sent)
+            }
+            OutboxJob::PasswordChanged { uid, .. } => {
+                let Some(user) = self.users.find_by_uid(uid).await? else {
+                    return Ok(Delivery::Skipped);
+                };
+                if !user.active {
+                    return Ok(Delivery::Skipped);
+                }
+                let mail = self.composer.password_changed(&user.email);
+                self.mailer.send(&mail).await?;
+                tracing::info!(event = "mail_sent", kind = "password_changed");
+                Ok(Delivery::Sent)
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Token(#[from] TokenRejection),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmError {
+    #[error(transparent)]
+    Token(#[from] TokenRejection),
+    #[error("the new password does not meet the policy")]
+    WeakPassword { reasons: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl From<VerifyError> for ConfirmError {
+    fn from(err: VerifyError) -> Self {
+        match err {
+            VerifyError::Token(t) => Self::Token(t),
+            VerifyError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
+/// A token that checked out, with the user it belongs to.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub user: User,
+    pub expires_at: i64,
+}
+
+/// `POST /password-reset/verify` and `POST /password-reset/confirm`.
+pub struct ConfirmReset {
+    users: Arc<dyn UserRepository>,
+    clock: Arc<dyn Clock>,
+    signer: TokenSigner,
+    policy: PasswordPolicy,
+    hasher: PasswordHasher,
+}
+
+impl std::fmt::Debug for ConfirmReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmReset").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl ConfirmReset {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        clock: Arc<dyn Clock>,
+        signer: TokenSigner,
+        policy: PasswordPolicy,
+        hasher: PasswordHasher,
+    ) -> Self {
+        Self {
+            users,
+            clock,
+            signer,
+            policy,
+            hasher,
+        }
+    }
+
+    pub fn policy(&self) -> &PasswordPolicy {
+        &self.policy
+    }
+
+    /// Checks a link without changing anything, so a mail scanner that prefetches it
+    /// cannot burn it.
+    pub async fn verify(&self, raw_uid: &str, raw_token: &str) -> Result<VerifiedToken, VerifyError> {
+        let token = ParsedToken::parse(raw_token)?;
+        let Ok(uid) = UserId::parse(raw_uid) else {
+            self.signer.verify_against_nothing(&token);
+            return Err(TokenRejection::Invalid.into());
+        };
+        let user = self.users.find_by_uid(&uid).await?;
+        let Some(user) = user else {
+            self.signer.verify_against_nothing(&token);
+            return Err(TokenRejection::Invalid.into());
+        };
+        let Some(hash) = user.resettable_hash() else {
+            self.signer.verify_against_nothing(&token);
+            return Err(TokenRejection::Invalid.into());
+        };
+        let expires_at = self.signer.verify(
+            TokenSubject {
+                uid: &user.uid,
+                email: &user.email,
+                password_hash: hash,
+            },
+            &token,
+            self.clock.unix_now(),
+        )?;
+        Ok(VerifiedToken { user, expires_at })
+    }
+
+    /// Verify → policy → hash → replace the hash only if it is still the one the token was
+    /// bound to. Of N concurrent confirms with one token, exactly one lands; the rest find
+    /// the hash changed and get `invalid_token`. A refused password leaves the token usable.
+    pub async fn confirm(
+        &self,
+        raw_uid: &str,
+        raw_token: &str,
+        raw_password: &str,
+    ) -> Result<(), ConfirmError> {
+        let VerifiedToken { user, .. } = self.verify(raw_uid, raw_token).await?;
+        let accepted = self
+            .policy
+            .check(CandidatePassword::new(raw_password), &user.email)
+            .map_err(|weak| ConfirmError::WeakPassword {
+                reasons: weak.reasons,
+            })?;
+        let Some(expected) = user.resettable_hash().cloned() else {
+            return Err(TokenRejection::Invalid.into());
+        };
+        let new = self.hasher.hash(accepted.into_secret()).await?;
+        let change = PasswordChange {
+            uid: user.uid.clone(),
+            expected,
+            new,
+            notice: OutboxJob::PasswordChanged {
+                uid: user.uid.clone(),
+                changed_at: self.clock.unix_now(),
+            },
+        };
+        match self.users.commit_password_change(&change).await? {
+            ChangeOutcome::Applied => {
+                tracing::info!(event = "password_reset");
+                Ok(())
+            }
+            ChangeOutcome::Stale => Err(TokenRejection::Invalid.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
