@@ -215,8 +215,8 @@ impl From<StoreError> for Problem {
                 tracing::warn!(event = "dependency_unavailable", %reason);
                 Self::unavailable()
             }
-            StoreError::Corrupt(reason) => {
-                tracing::error!(event = "corrupt_item", %reason);
+            StoreError::Fault(reason) => {
+                tracing::error!(event = "store_fault", %reason);
                 Self::internal()
             }
         }

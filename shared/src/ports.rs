@@ -14,13 +14,13 @@ use time::OffsetDateTime;
 use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
 
 /// A dependency failed. `Unavailable` is worth retrying (throttling, timeouts, a store
-/// that is down); `Corrupt` is our own fault (an item we cannot read back).
+/// that is down); `Fault` is our own fault (a malformed call, an item we cannot read back).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    #[error("stored data is not readable: {0}")]
-    Corrupt(String),
+    #[error("store call failed on our side: {0}")]
+    Fault(String),
 }
 
 /// Work for the mail worker, written by the request path and by a successful confirm.

@@ -144,7 +144,7 @@ impl From<StoreError> for DeliveryError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(msg) => Self::Retry(msg),
-            StoreError::Corrupt(msg) => Self::Permanent(msg),
+            StoreError::Fault(msg) => Self::Permanent(msg),
         }
     }
 }
