@@ -381,15 +381,15 @@ mod tests {
 
     #[test]
     fn short_or_malformed_keys_are_refused() {
-        assert_eq!(TokenKeys::parse(""), Err(TokenKeysError::NotBase64(1)));
-        assert_eq!(TokenKeys::parse("not base64!"), Err(TokenKeysError::NotBase64(1)));
+        assert_eq!(TokenKeys::parse("").err(), Some(TokenKeysError::NotBase64(1)));
+        assert_eq!(TokenKeys::parse("not base64!").err(), Some(TokenKeysError::NotBase64(1)));
         assert_eq!(
-            TokenKeys::parse(&STANDARD.encode([0u8; 16])),
-            Err(TokenKeysError::TooShort(1, 16))
+            TokenKeys::parse(&STANDARD.encode([0u8; 16])).err(),
+            Some(TokenKeysError::TooShort(1, 16))
         );
         assert_eq!(
-            TokenKeys::parse(&format!("{},", key(1))),
-            Err(TokenKeysError::NotBase64(2))
+            TokenKeys::parse(&format!("{},", key(1))).err(),
+            Some(TokenKeysError::NotBase64(2))
         );
         let urlsafe = URL_SAFE_NO_PAD.encode([0xfb; 40]);
         assert_eq!(TokenKeys::parse(&urlsafe).map(|k| k.len()), Ok(1));
