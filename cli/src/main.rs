@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "pwreset", version, about = "Self-service password reset: dev server and admin commands")]
+#[command(
+    name = "pwreset",
+    version,
+    about = "Self-service password reset: dev server and admin commands"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Serve { addr, backend, no_demo } => match backend {
+        Command::Serve {
+            addr,
+            backend,
+            no_demo,
+        } => match backend {
             Backend::Memory => serve::run(addr, !no_demo).await,
             Backend::Aws => Err(anyhow::anyhow!(
                 "--backend aws is not available in this build yet; use --backend memory"

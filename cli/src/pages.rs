@@ -22,7 +22,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 

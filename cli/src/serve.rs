@@ -20,7 +20,9 @@ use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{Api, Body, MAX_BODY_BYTES, PathMatch, PeerIp, Problem};
 use pwreset_core::mail::MailComposer;
 use pwreset_core::policy::PasswordPolicy;
-use pwreset_core::ports::{InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock, UserRepository as _};
+use pwreset_core::ports::{
+    InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock, UserRepository as _,
+};
 use pwreset_core::service::{ConfirmReset, Deliverer, RequestReset};
 use pwreset_core::token::TokenSigner;
 use secrecy::SecretString;
@@ -64,7 +66,9 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let base_url = format!("http://{bound}");
-    let config = Config::from_env(&Mode::DevServer { base_url: base_url.clone() })?;
+    let config = Config::from_env(&Mode::DevServer {
+        base_url: base_url.clone(),
+    })?;
 
     let store = Arc::new(MemoryStore::new());
     let mailer = Arc::new(ConsoleMailer::default());
@@ -72,7 +76,12 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
     let hasher = PasswordHasher::owasp();
     let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
     let lifetime = signer.lifetime_secs();
-    let request = RequestReset::new(store.clone(), Arc::new(MemoryRateLimiter::new()), clock.clone(), config.limits);
+    let request = RequestReset::new(
+        store.clone(),
+        Arc::new(MemoryRateLimiter::new()),
+        clock.clone(),
+        config.limits,
+    );
     let confirm = ConfirmReset::new(
         store.clone(),
         clock.clone(),
@@ -85,12 +94,24 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
         mailer.clone(),
         clock,
         signer,
-        MailComposer::new(config.product_name.clone(), config.link_template.clone(), lifetime),
+        MailComposer::new(
+            config.product_name.clone(),
+            config.link_template.clone(),
+            lifetime,
+        ),
     );
-    let worker = tokio::spawn(run_outbox_worker(store.clone(), Arc::new(deliverer), WorkerSettings::default()));
+    let worker = tokio::spawn(run_outbox_worker(
+        store.clone(),
+        Arc::new(deliverer),
+        WorkerSettings::default(),
+    ));
 
     let app = Arc::new(App {
-        api: Api::new(Some(Arc::new(request)), Some(Arc::new(confirm)), PathMatch::Exact),
+        api: Api::new(
+            Some(Arc::new(request)),
+            Some(Arc::new(confirm)),
+            PathMatch::Exact,
+        ),
         store,
         mailer,
         hasher,
@@ -100,20 +121,27 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
         seed_demo_user(&app).await?;
     }
     if config.token_keys_generated {
-        tracing::info!("TOKEN_KEYS not set: using a random key for this process (links die when it stops)");
+        tracing::info!(
+            "TOKEN_KEYS not set: using a random key for this process (links die when it stops)"
+        );
     }
     let router = axum::Router::new().fallback(dispatch).with_state(app);
     println!("pwreset serve listening on {base_url}");
     if demo {
-        println!("demo user: {DEMO_EMAIL} (ask for a reset link at {base_url}/ and watch this console)");
+        println!(
+            "demo user: {DEMO_EMAIL} (ask for a reset link at {base_url}/ and watch this console)"
+        );
     }
     let _ = std::io::stdout().flush();
     tracing::info!(event = "listening", addr = %bound);
 
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server failed")?;
     worker.abort();
     tracing::info!(event = "stopped");
     Ok(())
@@ -161,7 +189,8 @@ async fn read_capped(body: AxumBody) -> Result<Vec<u8>, Problem> {
     let mut body = body;
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| Problem::invalid_request("The request body could not be read."))?;
+        let frame =
+            frame.map_err(|_| Problem::invalid_request("The request body could not be read."))?;
         if let Ok(data) = frame.into_data() {
             let room = (MAX_BODY_BYTES + 1).saturating_sub(bytes.len());
             bytes.extend_from_slice(&data[..data.len().min(room)]);

@@ -34,7 +34,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration error in {}: {}", self.variable, self.problem)
+        write!(
+            f,
+            "configuration error in {}: {}",
+            self.variable, self.problem
+        )
     }
 }
 
@@ -80,7 +84,10 @@ impl Config {
     }
 
     /// Reads through `lookup` (the environment, or a map in tests). Empty counts as unset.
-    pub fn from_lookup(mode: &Mode, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        mode: &Mode,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let lambda = matches!(mode, Mode::Lambda);
 
@@ -106,7 +113,10 @@ impl Config {
             ))
             .map_err(|e| error("RESET_LINK_TEMPLATE", e.to_string()))?,
             (None, Mode::Lambda) => {
-                return Err(error("RESET_LINK_TEMPLATE", "is required, e.g. https://app.example/reset#uid={uid}&token={token}"));
+                return Err(error(
+                    "RESET_LINK_TEMPLATE",
+                    "is required, e.g. https://app.example/reset#uid={uid}&token={token}",
+                ));
             }
         };
 
@@ -117,7 +127,10 @@ impl Config {
                 false,
             ),
             None if lambda => {
-                return Err(error("TOKEN_KEYS", "is required: comma-separated base64 keys of at least 32 bytes (e.g. `openssl rand -base64 32`)"));
+                return Err(error(
+                    "TOKEN_KEYS",
+                    "is required: comma-separated base64 keys of at least 32 bytes (e.g. `openssl rand -base64 32`)",
+                ));
             }
             None => (TokenKeys::generate(), true),
         };
@@ -148,17 +161,28 @@ impl Config {
             Some(raw) => {
                 let raw = raw.trim().to_owned();
                 if raw.chars().any(char::is_control) || !raw.contains('@') {
-                    return Err(error("MAIL_FROM", format!("expected an e-mail address, got {raw:?}")));
+                    return Err(error(
+                        "MAIL_FROM",
+                        format!("expected an e-mail address, got {raw:?}"),
+                    ));
                 }
                 raw
             }
-            None if lambda => return Err(error("MAIL_FROM", "is required: the SES-verified sender address")),
+            None if lambda => {
+                return Err(error(
+                    "MAIL_FROM",
+                    "is required: the SES-verified sender address",
+                ));
+            }
             None => "no-reply@localhost".to_owned(),
         };
 
         let product_name = match get("PRODUCT_NAME") {
             Some(raw) if raw.chars().any(char::is_control) || raw.len() > 100 => {
-                return Err(error("PRODUCT_NAME", "expected one line of at most 100 bytes"));
+                return Err(error(
+                    "PRODUCT_NAME",
+                    "expected one line of at most 100 bytes",
+                ));
             }
             Some(raw) => raw.trim().to_owned(),
             None => DEFAULT_PRODUCT_NAME.to_owned(),
@@ -198,7 +222,10 @@ mod tests {
     }
 
     fn load(mode: &Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         Config::from_lookup(mode, |name| map.get(name).cloned())
     }
 
@@ -209,31 +236,58 @@ mod tests {
         let config = load(&dev(), &[]).expect("defaults");
         assert_eq!(config.token_lifetime_secs, 3600);
         assert_eq!(config.min_password_length, 12);
-        assert_eq!(config.link_template.as_str(), "http://127.0.0.1:3000/reset#uid={uid}&token={token}");
+        assert_eq!(
+            config.link_template.as_str(),
+            "http://127.0.0.1:3000/reset#uid={uid}&token={token}"
+        );
         assert!(config.token_keys_generated);
-        assert_eq!(config.limits.per_email, Some(RateLimit { max: 3, window: Duration::from_secs(900) }));
-        assert_eq!(config.limits.per_ip, Some(RateLimit { max: 20, window: Duration::from_secs(60) }));
+        assert_eq!(
+            config.limits.per_email,
+            Some(RateLimit {
+                max: 3,
+                window: Duration::from_secs(900)
+            })
+        );
+        assert_eq!(
+            config.limits.per_ip,
+            Some(RateLimit {
+                max: 20,
+                window: Duration::from_secs(60)
+            })
+        );
         assert_eq!(config.mail_from, "no-reply@localhost");
     }
 
     #[test]
     fn lambda_mode_names_each_missing_required_variable() {
-        let err = load(&Mode::Lambda, &[]).err().expect("must fail");
+        let err = load(&Mode::Lambda, &[]).expect_err("must fail");
         assert_eq!(err.variable, "RESET_LINK_TEMPLATE");
-        let err = load(&Mode::Lambda, &[("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}")]).err().expect("must fail");
+        let err = load(
+            &Mode::Lambda,
+            &[("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}")],
+        )
+        .expect_err("must fail");
         assert_eq!(err.variable, "TOKEN_KEYS");
         let err = load(
             &Mode::Lambda,
-            &[("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"), ("TOKEN_KEYS", KEY)],
+            &[
+                ("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"),
+                ("TOKEN_KEYS", KEY),
+            ],
         )
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
         assert_eq!(err.variable, "MAIL_FROM");
-        assert!(load(
-            &Mode::Lambda,
-            &[("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"), ("TOKEN_KEYS", KEY), ("MAIL_FROM", "a@b.org")],
-        )
-        .is_ok());
+        assert!(
+            load(
+                &Mode::Lambda,
+                &[
+                    ("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"),
+                    ("TOKEN_KEYS", KEY),
+                    ("MAIL_FROM", "a@b.org")
+                ],
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -250,7 +304,9 @@ mod tests {
             ("TOKEN_KEYS", "c2hvcnQ="),
             ("MAIL_FROM", "nobody"),
         ] {
-            let err = load(&dev(), &[(name, value)]).err().unwrap_or_else(|| panic!("{name}={value} must fail"));
+            let err = load(&dev(), &[(name, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{name}={value} must fail"));
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains(name));
         }
@@ -258,13 +314,26 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_not_echoed_in_the_error() {
-        let err = load(&dev(), &[("TOKEN_KEYS", "c2VjcmV0LXNob3J0")]).err().expect("must fail");
+        let err = load(&dev(), &[("TOKEN_KEYS", "c2VjcmV0LXNob3J0")]).expect_err("must fail");
         assert!(!err.to_string().contains("c2VjcmV0LXNob3J0"));
     }
 
     #[test]
     fn limits_can_be_switched_off() {
-        let config = load(&dev(), &[("RESET_LIMIT_PER_EMAIL", "off"), ("RESET_LIMIT_PER_IP", "off")]).expect("valid");
-        assert_eq!(config.limits, Limits { per_email: None, per_ip: None });
+        let config = load(
+            &dev(),
+            &[
+                ("RESET_LIMIT_PER_EMAIL", "off"),
+                ("RESET_LIMIT_PER_IP", "off"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            config.limits,
+            Limits {
+                per_email: None,
+                per_ip: None
+            }
+        );
     }
 }

@@ -14,7 +14,8 @@ const MAX_EMAIL_BYTES: usize = 254;
 const MAX_LOCAL_PART_BYTES: usize = 64;
 const MAX_DOMAIN_LABEL_BYTES: usize = 63;
 /// Characters that never belong in an unquoted address (we refuse quoted local parts).
-const FORBIDDEN_IN_ADDRESS: &[char] = &['<', '>', '(', ')', '[', ']', '\\', ',', ';', ':', '"', '@'];
+const FORBIDDEN_IN_ADDRESS: &[char] =
+    &['<', '>', '(', ')', '[', ']', '\\', ',', ';', ':', '"', '@'];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EmailError {
@@ -326,12 +327,7 @@ mod tests {
 
     #[test]
     fn line_breaks_anywhere_are_refused() {
-        for raw in [
-            "a@b.c\r\nBcc: x@y.z",
-            "a\n@b.c",
-            "a@b.c\n",
-            "\ra@b.c",
-        ] {
+        for raw in ["a@b.c\r\nBcc: x@y.z", "a\n@b.c", "a@b.c\n", "\ra@b.c"] {
             assert_eq!(
                 EmailKey::normalise(raw),
                 Err(EmailError::ControlCharacter),
@@ -362,7 +358,10 @@ mod tests {
             "<a@b.org>",
             "\"a\"@b.org",
         ] {
-            assert!(EmailKey::normalise(raw).is_err(), "{raw:?} should be refused");
+            assert!(
+                EmailKey::normalise(raw).is_err(),
+                "{raw:?} should be refused"
+            );
         }
         let long = format!("{}@example.org", "a".repeat(250));
         assert!(EmailKey::normalise(&long).is_err());
@@ -373,7 +372,11 @@ mod tests {
     #[test]
     fn fullwidth_and_kelvin_look_alikes_normalise_to_the_plain_key() {
         let plain = EmailKey::normalise("mike@example.org").expect("valid");
-        for raw in ["ＭＩＫＥ@example.org", "MIKE@EXAMPLE.ORG", "mi\u{212A}e@example.org"] {
+        for raw in [
+            "ＭＩＫＥ@example.org",
+            "MIKE@EXAMPLE.ORG",
+            "mi\u{212A}e@example.org",
+        ] {
             assert_eq!(EmailKey::normalise(raw).expect("valid"), plain, "{raw}");
         }
     }

@@ -134,7 +134,10 @@ mod tests {
         );
         assert!(
             hasher
-                .verify(SecretString::from("violin kettle mango"), Some(hash.clone()))
+                .verify(
+                    SecretString::from("violin kettle mango"),
+                    Some(hash.clone())
+                )
                 .await
                 .expect("verify")
         );
@@ -157,7 +160,12 @@ mod tests {
     #[tokio::test]
     async fn no_hash_and_unusable_hashes_never_verify() {
         let hasher = PasswordHasher::owasp();
-        assert!(!hasher.verify(SecretString::from("x"), None).await.expect("verify"));
+        assert!(
+            !hasher
+                .verify(SecretString::from("x"), None)
+                .await
+                .expect("verify")
+        );
         assert!(
             !hasher
                 .verify(SecretString::from("x"), Some(PasswordHash::new("!x")))

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Method, StatusCode};
-use lambda_http::request::RequestContext;
 use lambda_http::RequestExt as _;
+use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -104,23 +104,41 @@ impl Problem {
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", "The request is not valid")
-            .with_detail(detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is not valid",
+        )
+        .with_detail(detail)
     }
 
     pub fn invalid_email() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_email", "The e-mail address is not valid")
-            .with_detail("Check the address for typos: it needs one @ and no spaces or line breaks.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+            "The e-mail address is not valid",
+        )
+        .with_detail("Check the address for typos: it needs one @ and no spaces or line breaks.")
     }
 
     pub fn invalid_token() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_token", "This reset link is not valid")
-            .with_detail("The link may have been used already, or replaced by a newer one. Ask for a new link.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "This reset link is not valid",
+        )
+        .with_detail(
+            "The link may have been used already, or replaced by a newer one. Ask for a new link.",
+        )
     }
 
     pub fn expired_token() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "expired_token", "This reset link has expired")
-            .with_detail("Ask for a new link.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "expired_token",
+            "This reset link has expired",
+        )
+        .with_detail("Ask for a new link.")
     }
 
     pub fn weak_password(reasons: Vec<String>) -> Self {
@@ -135,8 +153,12 @@ impl Problem {
     }
 
     pub fn payload_too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large")
-            .with_detail(format!("Send at most {MAX_BODY_BYTES} bytes."))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large",
+        )
+        .with_detail(format!("Send at most {MAX_BODY_BYTES} bytes."))
     }
 
     pub fn unsupported_media_type() -> Self {
@@ -149,14 +171,22 @@ impl Problem {
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut problem = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests")
-            .with_detail("Wait a little before asking again.");
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+        )
+        .with_detail("Wait a little before asking again.");
         problem.retry_after_secs = Some(retry_after_secs.max(1));
         problem
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing at this address")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "There is nothing at this address",
+        )
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
@@ -181,8 +211,12 @@ impl Problem {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side")
-            .with_detail("Nothing was changed. Try again in a moment.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side",
+        )
+        .with_detail("Nothing was changed. Try again in a moment.")
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -199,10 +233,14 @@ impl Problem {
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(allow) = self.allow {
-            response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
@@ -274,7 +312,10 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -405,8 +446,13 @@ impl Api {
         let route = self.route_of(request.uri().path());
         let response = match route {
             None => Problem::not_found().into_response(),
-            Some(_) if method != Method::POST => Problem::method_not_allowed("POST").into_response(),
-            Some(route) => self.dispatch(route, &request).await.unwrap_or_else(Problem::into_response),
+            Some(_) if method != Method::POST => {
+                Problem::method_not_allowed("POST").into_response()
+            }
+            Some(route) => self
+                .dispatch(route, &request)
+                .await
+                .unwrap_or_else(Problem::into_response),
         };
         tracing::info!(
             event = "request",
@@ -423,7 +469,10 @@ impl Api {
             (Route::RequestReset, Some(service), _) => {
                 let body: ResetRequestBody = read_json(request)?;
                 service.request(&body.email, client_ip(request)).await?;
-                Ok(json_response(StatusCode::ACCEPTED, &StatusBody { status: "accepted" }))
+                Ok(json_response(
+                    StatusCode::ACCEPTED,
+                    &StatusBody { status: "accepted" },
+                ))
             }
             (Route::Verify, _, Some(service)) => {
                 let body: VerifyBody = read_json(request)?;
@@ -438,8 +487,15 @@ impl Api {
             }
             (Route::Confirm, _, Some(service)) => {
                 let body: ConfirmBody = read_json(request)?;
-                service.confirm(&body.uid, &body.token, &body.new_password).await?;
-                Ok(json_response(StatusCode::OK, &StatusBody { status: "password_reset" }))
+                service
+                    .confirm(&body.uid, &body.token, &body.new_password)
+                    .await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &StatusBody {
+                        status: "password_reset",
+                    },
+                ))
             }
             _ => Err(Problem::not_found()),
         }

@@ -29,10 +29,9 @@ impl LinkTemplate {
         if !raw.contains("{uid}") || !raw.contains("{token}") {
             return Err(LinkTemplateError::Placeholders);
         }
-        if raw
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
-        {
+        if raw.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`')
+        }) {
             return Err(LinkTemplateError::Characters);
         }
         Ok(Self(raw.to_owned()))
@@ -182,7 +181,11 @@ mod tests {
     fn token(uid: &UserId, email: &EmailAddress) -> ResetToken {
         let hash = PasswordHash::new("$argon2id$x");
         TokenSigner::new(TokenKeys::generate(), 3600).sign(
-            TokenSubject { uid, email, password_hash: &hash },
+            TokenSubject {
+                uid,
+                email,
+                password_hash: &hash,
+            },
             0,
         )
     }
@@ -200,8 +203,14 @@ mod tests {
     #[test]
     fn link_templates_need_a_scheme_and_both_placeholders() {
         assert!(LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}").is_ok());
-        assert_eq!(LinkTemplate::parse("app.example/{uid}/{token}"), Err(LinkTemplateError::Scheme));
-        assert_eq!(LinkTemplate::parse("https://app.example/{uid}"), Err(LinkTemplateError::Placeholders));
+        assert_eq!(
+            LinkTemplate::parse("app.example/{uid}/{token}"),
+            Err(LinkTemplateError::Scheme)
+        );
+        assert_eq!(
+            LinkTemplate::parse("https://app.example/{uid}"),
+            Err(LinkTemplateError::Placeholders)
+        );
         assert_eq!(
             LinkTemplate::parse("https://app.example/\"{uid}{token}"),
             Err(LinkTemplateError::Characters)
@@ -213,9 +222,13 @@ mod tests {
         let uid = UserId::parse("abc_DEF-1").expect("valid");
         let to = EmailAddress::parse("Mike@Example.org").expect("valid");
         let token = token(&uid, &to);
-        let links = LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}").expect("valid");
+        let links = LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}")
+            .expect("valid");
         let mail = MailComposer::new("Acme", links, 3600).reset_link(&to, &uid, &token);
-        let link = format!("https://app.example/reset#uid=abc_DEF-1&token={}", token.as_str());
+        let link = format!(
+            "https://app.example/reset#uid=abc_DEF-1&token={}",
+            token.as_str()
+        );
         assert_eq!(mail.to, to);
         assert!(mail.text.contains(&link));
         assert!(mail.text.contains("expires in 1 hour"));
@@ -223,7 +236,18 @@ mod tests {
         assert!(html.contains(&link.replace('&', "&amp;")));
         assert!(html.contains("expires in 1 hour"));
         assert!(!html.contains("<img"));
-        assert!(!format!("{:?}", OutgoingMail { to: to.clone(), subject: String::new(), text: link.clone(), html: None }).contains(&link));
+        assert!(
+            !format!(
+                "{:?}",
+                OutgoingMail {
+                    to: to.clone(),
+                    subject: String::new(),
+                    text: link.clone(),
+                    html: None
+                }
+            )
+            .contains(&link)
+        );
     }
 
     #[test]

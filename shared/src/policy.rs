@@ -135,9 +135,18 @@ fn resembles_email(password: &str, email: &EmailAddress) -> bool {
 fn estimator_verdict(password: &str, email: &EmailAddress) -> Option<String> {
     let prefix: String = password.chars().take(ESTIMATOR_PREFIX_CHARS).collect();
     let local = email.local_part().to_owned();
-    let domain = email.as_str().rsplit('@').next().unwrap_or_default().to_owned();
+    let domain = email
+        .as_str()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let mut inputs: Vec<&str> = vec![email.as_str(), &local, &domain];
-    inputs.extend(local.split(|c: char| !c.is_alphanumeric()).filter(|p| p.len() >= 3));
+    inputs.extend(
+        local
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|p| p.len() >= 3),
+    );
     let estimate = zxcvbn::zxcvbn(&prefix, &inputs);
     if (estimate.score() as u8) >= MIN_SCORE {
         return None;
@@ -182,12 +191,21 @@ mod tests {
     #[test]
     fn a_short_password_says_how_long_it_must_be() {
         let reasons = reasons("kX9#vq");
-        assert!(reasons.iter().any(|r| r.contains("at least 12 characters")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("at least 12 characters")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
     fn common_passwords_are_refused_even_when_long_enough() {
-        for weak in ["password1234", "qwertyuiopasdf", "iloveyou12345", "aaaaaaaaaaaaaaaa", "abcdefghijklmnop"] {
+        for weak in [
+            "password1234",
+            "qwertyuiopasdf",
+            "iloveyou12345",
+            "aaaaaaaaaaaaaaaa",
+            "abcdefghijklmnop",
+        ] {
             assert!(check(weak).is_err(), "{weak} should be refused");
         }
     }
@@ -195,14 +213,25 @@ mod tests {
     #[test]
     fn all_digit_passwords_are_refused() {
         let reasons = reasons("83920174659203");
-        assert!(reasons.iter().any(|r| r.contains("only digits")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("only digits")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
     fn passwords_built_from_the_email_are_refused() {
-        for similar in ["mike.jones@example.org", "mikejonesexample", "MikeJones2024!!", "example.org"] {
+        for similar in [
+            "mike.jones@example.org",
+            "mikejonesexample",
+            "MikeJones2024!!",
+            "example.org",
+        ] {
             let reasons = reasons(similar);
-            assert!(reasons.iter().any(|r| r.contains("e-mail")), "{similar}: {reasons:?}");
+            assert!(
+                reasons.iter().any(|r| r.contains("e-mail")),
+                "{similar}: {reasons:?}"
+            );
         }
     }
 
@@ -223,7 +252,11 @@ mod tests {
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].contains("1024"));
         // Exactly at the cap is judged on its merits, not refused for length.
-        let at_cap: String = "quartz-violin-".repeat(80).chars().take(MAX_PASSWORD_BYTES).collect();
+        let at_cap: String = "quartz-violin-"
+            .repeat(80)
+            .chars()
+            .take(MAX_PASSWORD_BYTES)
+            .collect();
         assert!(!self::reasons(&at_cap).iter().any(|r| r.contains("1024")));
     }
 

@@ -28,7 +28,10 @@ pub enum StoreError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OutboxJob {
     /// Someone asked for a reset link for this lookup key; the account may not exist.
-    ResetRequested { email_key: EmailKey, requested_at: i64 },
+    ResetRequested {
+        email_key: EmailKey,
+        requested_at: i64,
+    },
     /// A reset landed: tell the owner.
     PasswordChanged { uid: UserId, changed_at: i64 },
 }
@@ -147,7 +150,9 @@ impl RateLimit {
     }
 
     pub fn window_secs(&self) -> i64 {
-        i64::try_from(self.window.as_secs()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.window.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     /// The window `now` falls in, and the seconds until it ends (at least 1).
@@ -168,7 +173,12 @@ pub enum RateDecision {
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Counts one hit on `bucket` and says whether it is within `limit`.
-    async fn hit(&self, bucket: &str, limit: &RateLimit, now: i64) -> Result<RateDecision, StoreError>;
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+    ) -> Result<RateDecision, StoreError>;
 }
 
 pub trait Clock: Send + Sync {
@@ -195,24 +205,54 @@ mod tests {
     #[test]
     fn limits_parse_in_every_unit_and_off() {
         let parse = |s: &str| RateLimit::parse(s).expect("valid");
-        assert_eq!(parse("3/15m"), Some(RateLimit { max: 3, window: Duration::from_secs(900) }));
-        assert_eq!(parse("20/1m"), Some(RateLimit { max: 20, window: Duration::from_secs(60) }));
-        assert_eq!(parse("5/30s"), Some(RateLimit { max: 5, window: Duration::from_secs(30) }));
-        assert_eq!(parse("100/2h"), Some(RateLimit { max: 100, window: Duration::from_secs(7200) }));
+        assert_eq!(
+            parse("3/15m"),
+            Some(RateLimit {
+                max: 3,
+                window: Duration::from_secs(900)
+            })
+        );
+        assert_eq!(
+            parse("20/1m"),
+            Some(RateLimit {
+                max: 20,
+                window: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            parse("5/30s"),
+            Some(RateLimit {
+                max: 5,
+                window: Duration::from_secs(30)
+            })
+        );
+        assert_eq!(
+            parse("100/2h"),
+            Some(RateLimit {
+                max: 100,
+                window: Duration::from_secs(7200)
+            })
+        );
         assert_eq!(parse("off"), None);
         assert_eq!(parse("OFF"), None);
     }
 
     #[test]
     fn malformed_limits_are_refused() {
-        for bad in ["", "3", "3/", "/15m", "0/1m", "3/0m", "3/15", "3/15d", "-1/1m", "three/1m", "3/1é", "3/99999h"] {
+        for bad in [
+            "", "3", "3/", "/15m", "0/1m", "3/0m", "3/15", "3/15d", "-1/1m", "three/1m", "3/1é",
+            "3/99999h",
+        ] {
             assert_eq!(RateLimit::parse(bad), Err(RateLimitSyntax), "{bad:?}");
         }
     }
 
     #[test]
     fn windows_are_aligned_and_retry_after_counts_to_the_end() {
-        let limit = RateLimit { max: 1, window: Duration::from_secs(60) };
+        let limit = RateLimit {
+            max: 1,
+            window: Duration::from_secs(60),
+        };
         assert_eq!(limit.window_at(120), (2, 60));
         assert_eq!(limit.window_at(179), (2, 1));
         assert_eq!(limit.window_at(180), (3, 60));
@@ -225,9 +265,20 @@ mod tests {
             requested_at: 7,
         };
         let json = serde_json::to_string(&job).expect("json");
-        assert_eq!(json, r#"{"kind":"reset_requested","email_key":"a@b.org","requested_at":7}"#);
-        assert_eq!(serde_json::from_str::<OutboxJob>(&json).expect("parse"), job);
+        assert_eq!(
+            json,
+            r#"{"kind":"reset_requested","email_key":"a@b.org","requested_at":7}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<OutboxJob>(&json).expect("parse"),
+            job
+        );
         // A key that is not normal is refused on the way back in.
-        assert!(serde_json::from_str::<OutboxJob>(r#"{"kind":"reset_requested","email_key":"A@b.org","requested_at":7}"#).is_err());
+        assert!(
+            serde_json::from_str::<OutboxJob>(
+                r#"{"kind":"reset_requested","email_key":"A@b.org","requested_at":7}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -49,7 +49,9 @@ pub struct RequestReset {
 
 impl std::fmt::Debug for RequestReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestReset").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("RequestReset")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,11 @@ impl RequestReset {
     }
 
     /// Never looks the account up: the request path does the same work for every address.
-    pub async fn request(&self, raw_email: &str, client_ip: Option<IpAddr>) -> Result<(), RequestError> {
+    pub async fn request(
+        &self,
+        raw_email: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), RequestError> {
         let key = EmailKey::normalise(raw_email).map_err(|_| RequestError::InvalidEmail)?;
         let now = self.clock.unix_now();
         if let Some(limit) = &self.limits.per_ip {
@@ -108,7 +114,10 @@ impl RequestReset {
                 self.limiter.hit(&email_bucket(&key), limit, now).await?
             {
                 // Silently: the answer is the same 202, so the limit is no oracle.
-                tracing::info!(event = "reset_request_suppressed", reason = "per_email_limit");
+                tracing::info!(
+                    event = "reset_request_suppressed",
+                    reason = "per_email_limit"
+                );
                 return Ok(());
             }
         }
@@ -276,7 +285,9 @@ pub struct ConfirmReset {
 
 impl std::fmt::Debug for ConfirmReset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfirmReset").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("ConfirmReset")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -303,7 +314,11 @@ impl ConfirmReset {
 
     /// Checks a link without changing anything, so a mail scanner that prefetches it
     /// cannot burn it.
-    pub async fn verify(&self, raw_uid: &str, raw_token: &str) -> Result<VerifiedToken, VerifyError> {
+    pub async fn verify(
+        &self,
+        raw_uid: &str,
+        raw_token: &str,
+    ) -> Result<VerifiedToken, VerifyError> {
         let token = ParsedToken::parse(raw_token)?;
         let Ok(uid) = UserId::parse(raw_uid) else {
             self.signer.verify_against_nothing(&token);

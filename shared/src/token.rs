@@ -302,7 +302,12 @@ mod tests {
         TokenSigner::new(TokenKeys::parse(keys).expect("keys"), 3600)
     }
 
-    fn check(signer: &TokenSigner, subject: TokenSubject<'_>, token: &str, now: i64) -> Result<i64, TokenRejection> {
+    fn check(
+        signer: &TokenSigner,
+        subject: TokenSubject<'_>,
+        token: &str,
+        now: i64,
+    ) -> Result<i64, TokenRejection> {
         signer.verify(subject, &ParsedToken::parse(token)?, now)
     }
 
@@ -311,8 +316,16 @@ mod tests {
         let f = Fixture::new();
         let s = signer(&key(1));
         let token = s.sign(f.subject(), NOW);
-        assert_eq!(check(&s, f.subject(), token.as_str(), NOW + 10), Ok(NOW + 3600));
-        assert!(token.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(
+            check(&s, f.subject(), token.as_str(), NOW + 10),
+            Ok(NOW + 3600)
+        );
+        assert!(
+            token
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 
     #[test]
@@ -321,7 +334,10 @@ mod tests {
         let s = signer(&key(1));
         let token = s.sign(f.subject(), NOW);
         assert!(check(&s, f.subject(), token.as_str(), NOW + 3600).is_ok());
-        assert_eq!(check(&s, f.subject(), token.as_str(), NOW + 3601), Err(TokenRejection::Expired));
+        assert_eq!(
+            check(&s, f.subject(), token.as_str(), NOW + 3601),
+            Err(TokenRejection::Expired)
+        );
     }
 
     #[test]
@@ -331,7 +347,10 @@ mod tests {
         let token = s.sign(f.subject(), NOW);
         let mut changed = Fixture::new();
         changed.hash = PasswordHash::new("$argon2id$v=19$other");
-        assert_eq!(check(&s, changed.subject(), token.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&s, changed.subject(), token.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
@@ -341,10 +360,16 @@ mod tests {
         let token = s.sign(f.subject(), NOW);
         let mut other = Fixture::new();
         other.uid = UserId::parse("u2").expect("valid");
-        assert_eq!(check(&s, other.subject(), token.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&s, other.subject(), token.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
         let mut moved = Fixture::new();
         moved.email = EmailAddress::parse("mike@example.net").expect("valid");
-        assert_eq!(check(&s, moved.subject(), token.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&s, moved.subject(), token.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
@@ -353,7 +378,10 @@ mod tests {
         let s = signer(&key(1));
         let attacker = signer(&key(9));
         let forged = attacker.sign(f.subject(), NOW - 100_000);
-        assert_eq!(check(&s, f.subject(), forged.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&s, f.subject(), forged.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
@@ -368,7 +396,10 @@ mod tests {
         assert!(check(&signer(&key(2)), f.subject(), fresh.as_str(), NOW).is_ok());
         // …and once the old key is gone, its tokens die.
         let retired = signer(&key(2));
-        assert_eq!(check(&retired, f.subject(), token.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&retired, f.subject(), token.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
@@ -376,13 +407,22 @@ mod tests {
         let f = Fixture::new();
         let s = signer(&key(1));
         let token = s.sign(f.subject(), NOW + 3600);
-        assert_eq!(check(&s, f.subject(), token.as_str(), NOW), Err(TokenRejection::Invalid));
+        assert_eq!(
+            check(&s, f.subject(), token.as_str(), NOW),
+            Err(TokenRejection::Invalid)
+        );
     }
 
     #[test]
     fn short_or_malformed_keys_are_refused() {
-        assert_eq!(TokenKeys::parse("").err(), Some(TokenKeysError::NotBase64(1)));
-        assert_eq!(TokenKeys::parse("not base64!").err(), Some(TokenKeysError::NotBase64(1)));
+        assert_eq!(
+            TokenKeys::parse("").err(),
+            Some(TokenKeysError::NotBase64(1))
+        );
+        assert_eq!(
+            TokenKeys::parse("not base64!").err(),
+            Some(TokenKeysError::NotBase64(1))
+        );
         assert_eq!(
             TokenKeys::parse(&STANDARD.encode([0u8; 16])).err(),
             Some(TokenKeysError::TooShort(1, 16))

@@ -67,7 +67,8 @@ fn capture(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>
 impl DevServer {
     /// Starts with no demo user, the given environment on top of a clean one.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        Self::try_start(env).unwrap_or_else(|output| panic!("pwreset serve did not start:\n{output}"))
+        Self::try_start(env)
+            .unwrap_or_else(|output| panic!("pwreset serve did not start:\n{output}"))
     }
 
     /// Starts, or returns everything it printed if it exits or never listens.
@@ -138,7 +139,12 @@ impl DevServer {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
-        self.post_raw(path, Some("application/json"), body.to_string().into_bytes()).await
+        self.post_raw(
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
@@ -151,24 +157,37 @@ impl DevServer {
 
     pub async fn create_user(&self, email: &str, password: &str, active: bool) -> String {
         let reply = self
-            .post_json("/_dev/users", &json!({"email": email, "password": password, "active": active}))
+            .post_json(
+                "/_dev/users",
+                &json!({"email": email, "password": password, "active": active}),
+            )
             .await;
         assert_eq!(reply.status, 201, "create user: {}", reply.text);
         reply.json["uid"].as_str().expect("uid").to_owned()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> bool {
-        let reply = self.post_json("/_dev/login", &json!({"email": email, "password": password})).await;
+        let reply = self
+            .post_json(
+                "/_dev/login",
+                &json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(reply.status, 200, "login: {}", reply.text);
         reply.json["valid"].as_bool().expect("bool")
     }
 
     pub async fn request_reset(&self, email: &str) -> Reply {
-        self.post_json("/password-reset", &json!({ "email": email })).await
+        self.post_json("/password-reset", &json!({ "email": email }))
+            .await
     }
 
     pub async fn verify(&self, uid: &str, token: &str) -> Reply {
-        self.post_json("/password-reset/verify", &json!({"uid": uid, "token": token})).await
+        self.post_json(
+            "/password-reset/verify",
+            &json!({"uid": uid, "token": token}),
+        )
+        .await
     }
 
     pub async fn confirm(&self, uid: &str, token: &str, password: &str) -> Reply {
@@ -180,7 +199,12 @@ impl DevServer {
     }
 
     pub async fn mail(&self) -> Vec<Mail> {
-        let reply = self.client.get(self.url("/_dev/mail")).send().await.expect("get mail");
+        let reply = self
+            .client
+            .get(self.url("/_dev/mail"))
+            .send()
+            .await
+            .expect("get mail");
         let mailbox: Mailbox = reply.json().await.expect("mailbox json");
         mailbox.messages
     }
@@ -216,7 +240,9 @@ impl DevServer {
 
 impl std::fmt::Debug for DevServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevServer").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("DevServer")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -266,7 +292,10 @@ impl Reply {
         assert_eq!(self.code(), code, "{}", self.text);
         assert_eq!(self.json["status"], status, "{}", self.text);
         assert!(self.json["title"].as_str().is_some_and(|t| !t.is_empty()));
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         assert_eq!(self.header("cache-control"), Some("no-store"));
     }
 }
@@ -288,7 +317,9 @@ struct Mailbox {
 /// (uid, token) from a link of the default shape `…#uid=U&token=T` or any link whose
 /// query/fragment holds `uid=` and `token=`.
 pub fn link_parts(text: &str) -> Option<(String, String)> {
-    let link = text.split_whitespace().find(|w| w.contains("uid=") && w.contains("token="))?;
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("uid=") && w.contains("token="))?;
     let params = link.split(['#', '?']).nth(1)?;
     let mut uid = None;
     let mut token = None;
@@ -304,5 +335,6 @@ pub fn link_parts(text: &str) -> Option<(String, String)> {
 
 /// The first link in a mail text.
 pub fn first_link(text: &str) -> Option<&str> {
-    text.split_whitespace().find(|w| w.starts_with("http://") || w.starts_with("https://"))
+    text.split_whitespace()
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
 }

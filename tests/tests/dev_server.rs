@@ -8,7 +8,10 @@ use serde_json::json;
 
 const OLD: &str = "the old password 1";
 const STRONG: &str = "violin kettle mango quartz";
-const NO_LIMITS: [(&str, &str); 2] = [("RESET_LIMIT_PER_EMAIL", "off"), ("RESET_LIMIT_PER_IP", "off")];
+const NO_LIMITS: [(&str, &str); 2] = [
+    ("RESET_LIMIT_PER_EMAIL", "off"),
+    ("RESET_LIMIT_PER_IP", "off"),
+];
 
 #[tokio::test]
 async fn the_whole_flow_resets_the_password_and_sends_the_changed_notice() {
@@ -19,15 +22,31 @@ async fn the_whole_flow_resets_the_password_and_sends_the_changed_notice() {
 
     let mail = server.mail().await;
     assert_eq!(mail[0].to, "alice@example.org");
-    assert!(mail[0].text.contains("expires in 1 hour"), "{}", mail[0].text);
-    assert!(mail[0].html.as_deref().is_some_and(|h| h.contains("expires in 1 hour")));
+    assert!(
+        mail[0].text.contains("expires in 1 hour"),
+        "{}",
+        mail[0].text
+    );
+    assert!(
+        mail[0]
+            .html
+            .as_deref()
+            .is_some_and(|h| h.contains("expires in 1 hour"))
+    );
     let link = first_link(&mail[0].text).expect("link");
-    assert!(link.starts_with(&format!("{}/reset#uid=", server.base_url)), "{link}");
+    assert!(
+        link.starts_with(&format!("{}/reset#uid=", server.base_url)),
+        "{link}"
+    );
 
     let verified = server.verify(&uid, &token).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     assert_eq!(verified.json["valid"], true);
-    assert!(verified.json["expires_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert!(
+        verified.json["expires_at"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
     assert_eq!(verified.header("cache-control"), Some("no-store"));
 
     let confirmed = server.confirm(&uid, &token, STRONG).await;
@@ -48,7 +67,12 @@ fn comparable(reply: &Reply) -> (u16, String, Vec<(String, String)>) {
         .headers
         .iter()
         .filter(|(name, _)| name.as_str() != "date")
-        .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     headers.sort();
     (reply.status, reply.text.clone(), headers)
@@ -91,8 +115,14 @@ async fn tampered_foreign_and_malformed_tokens_are_invalid() {
         ("", token.as_str()),
         ("../../etc", token.as_str()),
     ] {
-        server.verify(uid, token).await.assert_problem(400, "invalid_token");
-        server.confirm(uid, token, STRONG).await.assert_problem(400, "invalid_token");
+        server
+            .verify(uid, token)
+            .await
+            .assert_problem(400, "invalid_token");
+        server
+            .confirm(uid, token, STRONG)
+            .await
+            .assert_problem(400, "invalid_token");
     }
     // None of that burned the real token.
     assert_eq!(server.verify(&alice, &token).await.status, 200);
@@ -108,9 +138,18 @@ async fn a_used_token_cannot_be_replayed_and_older_links_die_with_it() {
     let (_, second) = server.reset_link("alice@example.org").await;
     assert_ne!(first, second);
     assert_eq!(server.confirm(&uid, &second, STRONG).await.status, 200);
-    server.confirm(&uid, &second, "another fine passphrase").await.assert_problem(400, "invalid_token");
-    server.verify(&uid, &first).await.assert_problem(400, "invalid_token");
-    server.confirm(&uid, &first, "another fine passphrase").await.assert_problem(400, "invalid_token");
+    server
+        .confirm(&uid, &second, "another fine passphrase")
+        .await
+        .assert_problem(400, "invalid_token");
+    server
+        .verify(&uid, &first)
+        .await
+        .assert_problem(400, "invalid_token");
+    server
+        .confirm(&uid, &first, "another fine passphrase")
+        .await
+        .assert_problem(400, "invalid_token");
     assert!(server.login("alice@example.org", STRONG).await);
 }
 
@@ -121,24 +160,47 @@ async fn an_expired_link_is_expired_token_and_changes_nothing() {
     let (_, token) = server.reset_link("alice@example.org").await;
     assert!(server.mail().await[0].text.contains("expires in 1 second"));
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    server.verify(&uid, &token).await.assert_problem(400, "expired_token");
-    server.confirm(&uid, &token, STRONG).await.assert_problem(400, "expired_token");
+    server
+        .verify(&uid, &token)
+        .await
+        .assert_problem(400, "expired_token");
+    server
+        .confirm(&uid, &token, STRONG)
+        .await
+        .assert_problem(400, "expired_token");
     assert!(server.login("alice@example.org", OLD).await);
 }
 
 #[tokio::test]
 async fn a_weak_password_is_422_with_reasons_and_the_token_still_works() {
     let server = DevServer::start(&[]);
-    let uid = server.create_user("alice.smith@example.org", OLD, true).await;
+    let uid = server
+        .create_user("alice.smith@example.org", OLD, true)
+        .await;
     let (_, token) = server.reset_link("alice.smith@example.org").await;
-    for weak in ["short", "password1234", "123456789012345", "alice.smith@example.org"] {
+    for weak in [
+        "short",
+        "password1234",
+        "123456789012345",
+        "alice.smith@example.org",
+    ] {
         let reply = server.confirm(&uid, &token, weak).await;
         reply.assert_problem(422, "weak_password");
         let reasons = reply.json["reasons"].as_array().expect("reasons");
-        assert!(!reasons.is_empty() && reasons.iter().all(|r| r.as_str().is_some_and(|s| s.len() > 10)), "{weak}: {}", reply.text);
+        assert!(
+            !reasons.is_empty()
+                && reasons
+                    .iter()
+                    .all(|r| r.as_str().is_some_and(|s| s.len() > 10)),
+            "{weak}: {}",
+            reply.text
+        );
     }
     let huge = "x".repeat(1025);
-    server.confirm(&uid, &token, &huge).await.assert_problem(422, "weak_password");
+    server
+        .confirm(&uid, &token, &huge)
+        .await
+        .assert_problem(422, "weak_password");
     assert!(server.login("alice.smith@example.org", OLD).await);
     assert_eq!(server.confirm(&uid, &token, STRONG).await.status, 200);
 }
@@ -147,7 +209,10 @@ async fn a_weak_password_is_422_with_reasons_and_the_token_still_works() {
 async fn a_bad_token_with_a_weak_password_is_invalid_token() {
     let server = DevServer::start(&[]);
     let uid = server.create_user("alice@example.org", OLD, true).await;
-    server.confirm(&uid, "forged", "123").await.assert_problem(400, "invalid_token");
+    server
+        .confirm(&uid, "forged", "123")
+        .await
+        .assert_problem(400, "invalid_token");
 }
 
 #[tokio::test]
@@ -177,12 +242,26 @@ async fn of_twenty_concurrent_confirms_with_one_token_exactly_one_succeeds() {
         .into_iter()
         .map(|r| r.expect("task"))
         .collect();
-    let wins: Vec<usize> = replies.iter().enumerate().filter(|(_, r)| r.status == 200).map(|(i, _)| i).collect();
-    assert_eq!(wins.len(), 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    let wins: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == 200)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        wins.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     for reply in replies.iter().filter(|r| r.status != 200) {
         reply.assert_problem(400, "invalid_token");
     }
-    assert!(server.login("alice@example.org", &format!("{STRONG} {}", wins[0])).await);
+    assert!(
+        server
+            .login("alice@example.org", &format!("{STRONG} {}", wins[0]))
+            .await
+    );
     // Exactly one "password changed" notice.
     let mail = server.wait_for_mail(2).await;
     server.settle().await;
@@ -198,18 +277,53 @@ async fn every_bad_input_gets_its_4xx_problem_and_never_a_500() {
     let pad = 16 * 1024 - head.len() - 2;
     let exact = format!(r#"{head}{}"}}"#, "x".repeat(pad));
     assert_eq!(exact.len(), 16 * 1024);
-    assert_eq!(server.post_raw("/password-reset", json_ct, exact.into_bytes()).await.status, 202);
+    assert_eq!(
+        server
+            .post_raw("/password-reset", json_ct, exact.into_bytes())
+            .await
+            .status,
+        202
+    );
     let over = format!(r#"{head}{}"}}"#, "x".repeat(pad + 1));
-    for path in ["/password-reset", "/password-reset/verify", "/password-reset/confirm"] {
-        server.post_raw(path, Some("text/plain"), over.clone().into_bytes()).await.assert_problem(413, "payload_too_large");
+    for path in [
+        "/password-reset",
+        "/password-reset/verify",
+        "/password-reset/confirm",
+    ] {
+        server
+            .post_raw(path, Some("text/plain"), over.clone().into_bytes())
+            .await
+            .assert_problem(413, "payload_too_large");
     }
-    server.post_raw("/password-reset", json_ct, vec![b'x'; 1024 * 1024]).await.assert_problem(413, "payload_too_large");
+    server
+        .post_raw("/password-reset", json_ct, vec![b'x'; 1024 * 1024])
+        .await
+        .assert_problem(413, "payload_too_large");
 
-    for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data")] {
-        server.post_raw("/password-reset", ct, br#"{"email":"a@example.org"}"#.to_vec()).await.assert_problem(415, "unsupported_media_type");
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data"),
+    ] {
+        server
+            .post_raw(
+                "/password-reset",
+                ct,
+                br#"{"email":"a@example.org"}"#.to_vec(),
+            )
+            .await
+            .assert_problem(415, "unsupported_media_type");
     }
     assert_eq!(
-        server.post_raw("/password-reset", Some("application/json; charset=utf-8"), br#"{"email":"a@example.org"}"#.to_vec()).await.status,
+        server
+            .post_raw(
+                "/password-reset",
+                Some("application/json; charset=utf-8"),
+                br#"{"email":"a@example.org"}"#.to_vec()
+            )
+            .await
+            .status,
         202
     );
 
@@ -225,24 +339,66 @@ async fn every_bad_input_gets_its_4xx_problem_and_never_a_500() {
         ("/password-reset/verify", br#"{"uid": "x"}"#),
         ("/password-reset/verify", br#"{"uid": 1, "token": "t"}"#),
         ("/password-reset/confirm", br#"{"uid": "x", "token": "t"}"#),
-        ("/password-reset/confirm", br#"{"uid": "x", "token": "t", "new_password": 123456789012}"#),
+        (
+            "/password-reset/confirm",
+            br#"{"uid": "x", "token": "t", "new_password": 123456789012}"#,
+        ),
     ] {
-        server.post_raw(path, json_ct, body.to_vec()).await.assert_problem(400, "invalid_request");
+        server
+            .post_raw(path, json_ct, body.to_vec())
+            .await
+            .assert_problem(400, "invalid_request");
     }
 
-    for email in ["", "not-an-email", "a@b@c.org", "a@example.org\r\nBcc: victim@example.org", "a\n@example.org", " @example.org"] {
-        server.request_reset(email).await.assert_problem(400, "invalid_email");
+    for email in [
+        "",
+        "not-an-email",
+        "a@b@c.org",
+        "a@example.org\r\nBcc: victim@example.org",
+        "a\n@example.org",
+        " @example.org",
+    ] {
+        server
+            .request_reset(email)
+            .await
+            .assert_problem(400, "invalid_email");
     }
     let long = format!("{}@example.org", "a".repeat(300));
-    server.request_reset(&long).await.assert_problem(400, "invalid_email");
+    server
+        .request_reset(&long)
+        .await
+        .assert_problem(400, "invalid_email");
 
-    server.post_json("/nowhere", &json!({})).await.assert_problem(404, "not_found");
-    server.post_json("/password-reset/other", &json!({})).await.assert_problem(404, "not_found");
-    for path in ["/password-reset", "/password-reset/verify", "/password-reset/confirm"] {
-        for method in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE] {
-            let reply = server.client.request(method, server.url(path)).send().await.expect("sent");
+    server
+        .post_json("/nowhere", &json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    server
+        .post_json("/password-reset/other", &json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    for path in [
+        "/password-reset",
+        "/password-reset/verify",
+        "/password-reset/confirm",
+    ] {
+        for method in [
+            reqwest::Method::GET,
+            reqwest::Method::PUT,
+            reqwest::Method::DELETE,
+        ] {
+            let reply = server
+                .client
+                .request(method, server.url(path))
+                .send()
+                .await
+                .expect("sent");
             let status = reply.status().as_u16();
-            let allow = reply.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let allow = reply
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body: serde_json::Value = reply.json().await.expect("json");
             assert_eq!(status, 405);
             assert_eq!(body["code"], "method_not_allowed");
@@ -276,12 +432,18 @@ async fn the_host_header_never_reaches_the_link() {
 
 #[tokio::test]
 async fn the_link_comes_from_the_configured_template() {
-    let server = DevServer::start(&[("RESET_LINK_TEMPLATE", "https://app.example.com/account/reset?u={uid}#t={token}")]);
+    let server = DevServer::start(&[(
+        "RESET_LINK_TEMPLATE",
+        "https://app.example.com/account/reset?u={uid}#t={token}",
+    )]);
     let uid = server.create_user("alice@example.org", OLD, true).await;
     server.request_reset("alice@example.org").await;
     let mail = server.wait_for_mail(1).await;
     let link = first_link(&mail[0].text).expect("link");
-    assert!(link.starts_with(&format!("https://app.example.com/account/reset?u={uid}#t=")), "{link}");
+    assert!(
+        link.starts_with(&format!("https://app.example.com/account/reset?u={uid}#t=")),
+        "{link}"
+    );
 }
 
 #[tokio::test]
@@ -291,24 +453,43 @@ async fn a_case_variant_mails_the_stored_address_and_a_dotless_i_look_alike_mail
     assert_eq!(server.request_reset("MIKE@Example.ORG").await.status, 202);
     let mail = server.wait_for_mail(1).await;
     assert_eq!(mail.len(), 1);
-    assert_eq!(mail[0].to, "mike@example.org", "mail goes to the stored address");
+    assert_eq!(
+        mail[0].to, "mike@example.org",
+        "mail goes to the stored address"
+    );
 
-    assert_eq!(server.request_reset("m\u{131}ke@example.org").await.status, 202);
-    assert_eq!(server.request_reset("ＭＩＫＥ@example.org").await.status, 202);
+    assert_eq!(
+        server.request_reset("m\u{131}ke@example.org").await.status,
+        202
+    );
+    assert_eq!(
+        server.request_reset("ＭＩＫＥ@example.org").await.status,
+        202
+    );
     let mail = server.wait_for_mail(2).await;
     server.settle().await;
     let mail_now = server.mail().await;
     assert_eq!(mail_now.len(), 2, "{mail:?}");
-    assert!(mail_now.iter().all(|m| m.to == "mike@example.org"), "nobody else is ever mailed");
+    assert!(
+        mail_now.iter().all(|m| m.to == "mike@example.org"),
+        "nobody else is ever mailed"
+    );
 }
 
 #[tokio::test]
 async fn the_per_ip_limit_answers_429_with_retry_after_alike_for_missing_addresses() {
-    let server = DevServer::start(&[("RESET_LIMIT_PER_IP", "4/1m"), ("RESET_LIMIT_PER_EMAIL", "off")]);
+    let server = DevServer::start(&[
+        ("RESET_LIMIT_PER_IP", "4/1m"),
+        ("RESET_LIMIT_PER_EMAIL", "off"),
+    ]);
     server.create_user("here@example.org", OLD, true).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let email = if i % 2 == 0 { "here@example.org" } else { "missing@example.org" };
+        let email = if i % 2 == 0 {
+            "here@example.org"
+        } else {
+            "missing@example.org"
+        };
         let reply = server
             .client
             .post(server.url("/password-reset"))
@@ -319,7 +500,10 @@ async fn the_per_ip_limit_answers_429_with_retry_after_alike_for_missing_address
             .await
             .expect("sent");
         let status = reply.status().as_u16();
-        let retry_after = reply.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+        let retry_after = reply
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
         let body: serde_json::Value = reply.json().await.expect("json");
         statuses.push(status);
         if status == 429 {
@@ -334,7 +518,10 @@ async fn the_per_ip_limit_answers_429_with_retry_after_alike_for_missing_address
 
 #[tokio::test]
 async fn the_per_address_limit_is_silent_and_alike_for_missing_addresses() {
-    let server = DevServer::start(&[("RESET_LIMIT_PER_EMAIL", "2/15m"), ("RESET_LIMIT_PER_IP", "off")]);
+    let server = DevServer::start(&[
+        ("RESET_LIMIT_PER_EMAIL", "2/15m"),
+        ("RESET_LIMIT_PER_IP", "off"),
+    ]);
     server.create_user("here@example.org", OLD, true).await;
     let mut replies = Vec::new();
     for _ in 0..4 {
@@ -342,10 +529,17 @@ async fn the_per_address_limit_is_silent_and_alike_for_missing_addresses() {
         replies.push(server.request_reset("missing@example.org").await);
     }
     let first = comparable(&replies[0]);
-    assert!(replies.iter().all(|r| comparable(r) == first), "every answer is the same 202");
+    assert!(
+        replies.iter().all(|r| comparable(r) == first),
+        "every answer is the same 202"
+    );
     server.wait_for_mail(2).await;
     server.settle().await;
-    assert_eq!(server.mail().await.len(), 2, "only two mails within the limit");
+    assert_eq!(
+        server.mail().await.len(),
+        2,
+        "only two mails within the limit"
+    );
 }
 
 #[tokio::test]
@@ -359,9 +553,15 @@ async fn no_token_password_or_hash_appears_in_the_logs() {
     server.login("alice@example.org", STRONG).await;
     server.wait_for_mail(2).await;
     let logs = server.stderr();
-    assert!(logs.contains("event=\"request\"") || logs.contains("request"), "logs were captured: {logs}");
+    assert!(
+        logs.contains("event=\"request\"") || logs.contains("request"),
+        "logs were captured: {logs}"
+    );
     for secret in [token.as_str(), OLD, STRONG, "$argon2id$"] {
-        assert!(!logs.contains(secret), "{secret:?} leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
     }
     // On stdout the token appears only inside the printed mail itself.
     let stdout = server.stdout();
@@ -413,13 +613,30 @@ async fn configured_token_keys_sign_working_links() {
 async fn pages_are_served_with_a_strict_security_policy() {
     let server = DevServer::start(&[]);
     for path in ["/", "/reset"] {
-        let reply = server.client.get(server.url(path)).send().await.expect("sent");
+        let reply = server
+            .client
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("sent");
         assert_eq!(reply.status().as_u16(), 200);
         let headers = reply.headers();
-        let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
-        assert_eq!(headers.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
-        assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+        let csp = headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(
+            headers.get("referrer-policy").and_then(|v| v.to_str().ok()),
+            Some("no-referrer")
+        );
+        assert_eq!(
+            headers.get("cache-control").and_then(|v| v.to_str().ok()),
+            Some("no-store")
+        );
         let html = reply.text().await.expect("html");
         assert!(!html.contains("<script>"), "no inline script under the CSP");
     }

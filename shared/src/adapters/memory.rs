@@ -21,7 +21,9 @@ use crate::service::{Deliverer, DeliveryError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind, still consistent for us.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, Default)]
@@ -157,7 +159,12 @@ const PRUNE_ABOVE: usize = 10_000;
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn hit(&self, bucket: &str, limit: &RateLimit, now: i64) -> Result<RateDecision, StoreError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+    ) -> Result<RateDecision, StoreError> {
         let (window, retry_after_secs) = limit.window_at(now);
         let mut counters = lock(&self.counters);
         if counters.len() > PRUNE_ABOVE {
@@ -272,7 +279,11 @@ impl Default for WorkerSettings {
 
 /// Drains the store's outbox forever: the dev server's stand-in for the DynamoDB stream and
 /// the `send-reset-email` function. Abort the task to stop it.
-pub async fn run_outbox_worker(store: Arc<MemoryStore>, deliverer: Arc<Deliverer>, settings: WorkerSettings) {
+pub async fn run_outbox_worker(
+    store: Arc<MemoryStore>,
+    deliverer: Arc<Deliverer>,
+    settings: WorkerSettings,
+) {
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     loop {
         let job = store.next_job().await;
@@ -313,5 +324,8 @@ async fn deliver_with_retries(deliverer: &Deliverer, job: &OutboxJob, settings: 
             }
         }
     }
-    tracing::error!(event = "outbox_job_abandoned", attempts = settings.max_attempts);
+    tracing::error!(
+        event = "outbox_job_abandoned",
+        attempts = settings.max_attempts
+    );
 }

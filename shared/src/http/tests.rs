@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::adapters::memory::{MemoryRateLimiter, MemoryStore};
-use crate::ports::SystemClock;
 use crate::domain::{EmailAddress, User, UserId};
 use crate::hashing::PasswordHasher;
 use crate::policy::PasswordPolicy;
+use crate::ports::SystemClock;
 use crate::ports::{RateLimit, UserRepository as _};
 use crate::service::Limits;
 use crate::token::{TokenKeys, TokenSigner, TokenSubject};
@@ -25,7 +25,12 @@ fn fixture(matching: PathMatch, limits: Limits) -> Fixture {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(SystemClock);
     let signer = TokenSigner::new(TokenKeys::generate(), 3600);
-    let request = RequestReset::new(store.clone(), Arc::new(MemoryRateLimiter::new()), clock.clone(), limits);
+    let request = RequestReset::new(
+        store.clone(),
+        Arc::new(MemoryRateLimiter::new()),
+        clock.clone(),
+        limits,
+    );
     let confirm = ConfirmReset::new(
         store.clone(),
         clock,
@@ -41,7 +46,10 @@ fn fixture(matching: PathMatch, limits: Limits) -> Fixture {
 }
 
 fn no_limits() -> Limits {
-    Limits { per_email: None, per_ip: None }
+    Limits {
+        per_email: None,
+        per_ip: None,
+    }
 }
 
 fn post(path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
@@ -65,7 +73,13 @@ async fn send(api: &Api, request: Request) -> (StatusCode, http::HeaderMap, Valu
     (status, headers, json)
 }
 
-fn assert_problem(status: StatusCode, headers: &http::HeaderMap, body: &Value, want_status: u16, want_code: &str) {
+fn assert_problem(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: &Value,
+    want_status: u16,
+    want_code: &str,
+) {
     assert_eq!(status.as_u16(), want_status, "{body}");
     assert_eq!(headers[CONTENT_TYPE], PROBLEM_JSON);
     assert_eq!(headers[CACHE_CONTROL], "no-store");
@@ -76,7 +90,10 @@ fn assert_problem(status: StatusCode, headers: &http::HeaderMap, body: &Value, w
 
 impl Fixture {
     async fn user_with_token(&self) -> (User, String) {
-        let hash = PasswordHasher::owasp().hash(SecretString::from("old password here")).await.expect("hash");
+        let hash = PasswordHasher::owasp()
+            .hash(SecretString::from("old password here"))
+            .await
+            .expect("hash");
         let user = User {
             uid: UserId::generate(),
             email: EmailAddress::parse("a@example.org").expect("valid"),
@@ -99,7 +116,13 @@ impl Fixture {
 #[tokio::test]
 async fn a_reset_request_is_accepted_with_the_exact_body() {
     let f = fixture(PathMatch::Exact, no_limits());
-    let response = f.api.handle(post_json("/password-reset", &json!({"email": "a@example.org"}))).await;
+    let response = f
+        .api
+        .handle(post_json(
+            "/password-reset",
+            &json!({"email": "a@example.org"}),
+        ))
+        .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.body().as_ref(), br#"{"status":"accepted"}"#);
     assert_eq!(response.headers()[CONTENT_TYPE], JSON);
@@ -118,7 +141,8 @@ async fn bodies_over_16_kib_are_refused_before_parsing_and_exactly_16_kib_is_rea
     assert_eq!(status, StatusCode::ACCEPTED);
     let over = format!("{prefix}{}{suffix}", "x".repeat(pad + 1));
     // Oversized beats a wrong media type and broken JSON: size is checked first.
-    let (status, headers, body) = send(&f.api, post("/password-reset", Some("text/plain"), over)).await;
+    let (status, headers, body) =
+        send(&f.api, post("/password-reset", Some("text/plain"), over)).await;
     assert_problem(status, &headers, &body, 413, "payload_too_large");
 }
 
@@ -126,11 +150,21 @@ async fn bodies_over_16_kib_are_refused_before_parsing_and_exactly_16_kib_is_rea
 async fn only_json_media_types_are_read() {
     let f = fixture(PathMatch::Exact, no_limits());
     let body = json!({"email": "a@example.org"}).to_string();
-    for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/jsonx")] {
-        let (status, headers, problem) = send(&f.api, post("/password-reset", ct, body.clone())).await;
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonx"),
+    ] {
+        let (status, headers, problem) =
+            send(&f.api, post("/password-reset", ct, body.clone())).await;
         assert_problem(status, &headers, &problem, 415, "unsupported_media_type");
     }
-    for ct in ["application/json; charset=utf-8", "Application/JSON", "application/json;charset=UTF-8"] {
+    for ct in [
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/json;charset=UTF-8",
+    ] {
         let (status, _, _) = send(&f.api, post("/password-reset", Some(ct), body.clone())).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{ct}");
     }
@@ -146,15 +180,25 @@ async fn malformed_json_and_wrong_shapes_are_invalid_requests() {
         ("/password-reset", r#"{"email": 5}"#),
         ("/password-reset", r#"{"mail": "a@example.org"}"#),
         ("/password-reset", r#"{"email": null}"#),
-        ("/password-reset", r#"{"email": "a@b.org", "email": "c@d.org"}"#),
+        (
+            "/password-reset",
+            r#"{"email": "a@b.org", "email": "c@d.org"}"#,
+        ),
         ("/password-reset/verify", r#"{"uid": "x"}"#),
         ("/password-reset/confirm", r#"{"uid": "x", "token": "y"}"#),
-        ("/password-reset/confirm", r#"{"uid": "x", "token": "y", "new_password": ["p"]}"#),
+        (
+            "/password-reset/confirm",
+            r#"{"uid": "x", "token": "y", "new_password": ["p"]}"#,
+        ),
     ] {
         let (status, headers, problem) = send(&f.api, post(path, Some(JSON), body)).await;
         assert_problem(status, &headers, &problem, 400, "invalid_request");
     }
-    let (status, headers, problem) = send(&f.api, post("/password-reset", Some(JSON), vec![0xff, 0xfe])).await;
+    let (status, headers, problem) = send(
+        &f.api,
+        post("/password-reset", Some(JSON), vec![0xff, 0xfe]),
+    )
+    .await;
     assert_problem(status, &headers, &problem, 400, "invalid_request");
 }
 
@@ -163,7 +207,11 @@ async fn problem_details_never_echo_the_input() {
     let f = fixture(PathMatch::Exact, no_limits());
     let (_, _, problem) = send(
         &f.api,
-        post("/password-reset/confirm", Some(JSON), r#"{"uid":"x","token":"y","new_password":{"secret-pw":1}}"#),
+        post(
+            "/password-reset/confirm",
+            Some(JSON),
+            r#"{"uid":"x","token":"y","new_password":{"secret-pw":1}}"#,
+        ),
     )
     .await;
     assert!(!problem.to_string().contains("secret-pw"), "{problem}");
@@ -173,7 +221,11 @@ async fn problem_details_never_echo_the_input() {
 async fn malformed_addresses_are_invalid_email() {
     let f = fixture(PathMatch::Exact, no_limits());
     for email in ["", "nope", "a@b.org\r\nBcc: c@d.org", "a b@c.org"] {
-        let (status, headers, problem) = send(&f.api, post_json("/password-reset", &json!({"email": email}))).await;
+        let (status, headers, problem) = send(
+            &f.api,
+            post_json("/password-reset", &json!({"email": email})),
+        )
+        .await;
         assert_problem(status, &headers, &problem, 400, "invalid_email");
     }
 }
@@ -199,13 +251,22 @@ async fn unknown_paths_are_404_and_other_methods_are_405_with_allow() {
 async fn verify_answers_valid_with_an_rfc3339_expiry() {
     let f = fixture(PathMatch::Exact, no_limits());
     let (user, token) = f.user_with_token().await;
-    let (status, headers, body) =
-        send(&f.api, post_json("/password-reset/verify", &json!({"uid": user.uid.as_str(), "token": token}))).await;
+    let (status, headers, body) = send(
+        &f.api,
+        post_json(
+            "/password-reset/verify",
+            &json!({"uid": user.uid.as_str(), "token": token}),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[CACHE_CONTROL], "no-store");
     assert_eq!(body["valid"], true);
     let expires = body["expires_at"].as_str().expect("string");
-    assert!(time::OffsetDateTime::parse(expires, &Rfc3339).is_ok(), "{expires}");
+    assert!(
+        time::OffsetDateTime::parse(expires, &Rfc3339).is_ok(),
+        "{expires}"
+    );
 }
 
 #[tokio::test]
@@ -221,8 +282,14 @@ async fn tampered_tokens_are_invalid_token() {
         ("no/such uid", token.as_str()),
         ("unknownUid", token.as_str()),
     ] {
-        let (status, headers, problem) =
-            send(&f.api, post_json("/password-reset/verify", &json!({"uid": uid, "token": token}))).await;
+        let (status, headers, problem) = send(
+            &f.api,
+            post_json(
+                "/password-reset/verify",
+                &json!({"uid": uid, "token": token}),
+            ),
+        )
+        .await;
         assert_problem(status, &headers, &problem, 400, "invalid_token");
     }
 }
@@ -233,14 +300,20 @@ async fn a_weak_password_is_422_with_reasons_but_a_bad_token_wins() {
     let (user, token) = f.user_with_token().await;
     let (status, headers, problem) = send(
         &f.api,
-        post_json("/password-reset/confirm", &json!({"uid": user.uid.as_str(), "token": token, "new_password": "123"})),
+        post_json(
+            "/password-reset/confirm",
+            &json!({"uid": user.uid.as_str(), "token": token, "new_password": "123"}),
+        ),
     )
     .await;
     assert_problem(status, &headers, &problem, 422, "weak_password");
     assert!(problem["reasons"].as_array().is_some_and(|r| !r.is_empty()));
     let (status, headers, problem) = send(
         &f.api,
-        post_json("/password-reset/confirm", &json!({"uid": user.uid.as_str(), "token": "forged", "new_password": "123"})),
+        post_json(
+            "/password-reset/confirm",
+            &json!({"uid": user.uid.as_str(), "token": "forged", "new_password": "123"}),
+        ),
     )
     .await;
     assert_problem(status, &headers, &problem, 400, "invalid_token");
@@ -250,24 +323,43 @@ async fn a_weak_password_is_422_with_reasons_but_a_bad_token_wins() {
 async fn a_store_outage_is_503_unavailable() {
     let f = fixture(PathMatch::Exact, no_limits());
     f.store.set_unavailable(true);
-    let (status, headers, problem) = send(&f.api, post_json("/password-reset", &json!({"email": "a@example.org"}))).await;
+    let (status, headers, problem) = send(
+        &f.api,
+        post_json("/password-reset", &json!({"email": "a@example.org"})),
+    )
+    .await;
     assert_problem(status, &headers, &problem, 503, "unavailable");
     assert!(headers.contains_key(RETRY_AFTER));
 }
 
 #[tokio::test]
 async fn the_per_ip_limit_reads_the_peer_address_not_x_forwarded_for() {
-    let f = fixture(PathMatch::Exact, Limits { per_email: None, per_ip: RateLimit::parse("2/1m").expect("valid") });
+    let f = fixture(
+        PathMatch::Exact,
+        Limits {
+            per_email: None,
+            per_ip: RateLimit::parse("2/1m").expect("valid"),
+        },
+    );
     let mut last = None;
     for i in 0..3 {
         let mut request = post_json("/password-reset", &json!({"email": "a@example.org"}));
-        request.extensions_mut().insert(PeerIp("192.0.2.1".parse().expect("ip")));
-        request.headers_mut().insert("x-forwarded-for", HeaderValue::from_str(&format!("10.0.0.{i}")).expect("hv"));
+        request
+            .extensions_mut()
+            .insert(PeerIp("192.0.2.1".parse().expect("ip")));
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(&format!("10.0.0.{i}")).expect("hv"),
+        );
         last = Some(send(&f.api, request).await);
     }
     let (status, headers, problem) = last.expect("three requests");
     assert_problem(status, &headers, &problem, 429, "rate_limited");
-    let retry: u64 = headers[RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+    let retry: u64 = headers[RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
     assert!((1..=60).contains(&retry));
 }
 
@@ -282,8 +374,15 @@ async fn lambda_functions_route_on_the_last_segments() {
     ] {
         assert_eq!(f.api.route_of(path), Some(Route::RequestReset), "{path}");
     }
-    assert_eq!(f.api.route_of("/lambda-url/confirm-reset/password-reset/verify"), Some(Route::Verify));
-    assert_eq!(f.api.route_of("/password-reset/confirm"), Some(Route::Confirm));
+    assert_eq!(
+        f.api
+            .route_of("/lambda-url/confirm-reset/password-reset/verify"),
+        Some(Route::Verify)
+    );
+    assert_eq!(
+        f.api.route_of("/password-reset/confirm"),
+        Some(Route::Confirm)
+    );
     assert_eq!(f.api.route_of("/other/verify"), None);
     let exact = fixture(PathMatch::Exact, no_limits());
     assert_eq!(exact.api.route_of("/prod/password-reset"), None);
@@ -293,7 +392,11 @@ async fn lambda_functions_route_on_the_last_segments() {
 async fn a_function_that_serves_one_part_answers_404_for_the_rest() {
     let f = fixture(PathMatch::LastSegments, no_limits());
     let only_request = Api::new(f.api.request.clone(), None, PathMatch::LastSegments);
-    let (status, headers, problem) = send(&only_request, post_json("/password-reset/verify", &json!({}))).await;
+    let (status, headers, problem) = send(
+        &only_request,
+        post_json("/password-reset/verify", &json!({})),
+    )
+    .await;
     assert_problem(status, &headers, &problem, 404, "not_found");
 }
 
@@ -321,5 +424,8 @@ async fn the_source_ip_comes_from_the_api_gateway_request_context() {
         "isBase64Encoded": false
     });
     let request = lambda_http::request::from_str(&event.to_string()).expect("event");
-    assert_eq!(client_ip(&request), Some("198.51.100.23".parse().expect("ip")));
+    assert_eq!(
+        client_ip(&request),
+        Some("198.51.100.23".parse().expect("ip"))
+    );
 }

@@ -29,9 +29,15 @@ fn world_with(limits: Limits) -> World {
     let mailer = Arc::new(RecordingMailer::new());
     let clock = Arc::new(ManualClock::at(START));
     let signer = TokenSigner::new(TokenKeys::generate(), 3600);
-    let links = LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}").expect("valid");
+    let links =
+        LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}").expect("valid");
     World {
-        request: RequestReset::new(store.clone(), Arc::new(MemoryRateLimiter::new()), clock.clone(), limits),
+        request: RequestReset::new(
+            store.clone(),
+            Arc::new(MemoryRateLimiter::new()),
+            clock.clone(),
+            limits,
+        ),
         deliverer: Deliverer::new(
             store.clone(),
             mailer.clone(),
@@ -68,14 +74,22 @@ impl World {
         self.add_user_with_hash(email, active, Some(hash)).await
     }
 
-    async fn add_user_with_hash(&self, email: &str, active: bool, hash: Option<PasswordHash>) -> User {
+    async fn add_user_with_hash(
+        &self,
+        email: &str,
+        active: bool,
+        hash: Option<PasswordHash>,
+    ) -> User {
         let user = User {
             uid: UserId::generate(),
             email: EmailAddress::parse(email).expect("valid"),
             password_hash: hash,
             active,
         };
-        assert_eq!(self.store.insert(&user).await.expect("insert"), InsertOutcome::Inserted);
+        assert_eq!(
+            self.store.insert(&user).await.expect("insert"),
+            InsertOutcome::Inserted
+        );
         user
     }
 
@@ -103,7 +117,10 @@ impl World {
 async fn a_request_for_a_known_address_mails_a_working_link_to_the_stored_address() {
     let w = world();
     let user = w.add_user("Mike@Example.org", true).await;
-    w.request.request("mike@example.ORG", None).await.expect("accepted");
+    w.request
+        .request("mike@example.ORG", None)
+        .await
+        .expect("accepted");
     assert_eq!(w.drain().await, vec![Delivery::Sent]);
     let sent = w.mailer.sent();
     assert_eq!(sent[0].mail.to.as_str(), "Mike@Example.org");
@@ -117,9 +134,15 @@ async fn a_request_for_a_known_address_mails_a_working_link_to_the_stored_addres
 async fn missing_inactive_and_unusable_accounts_are_queued_alike_and_mailed_nothing() {
     let w = world();
     w.add_user("inactive@example.org", false).await;
-    w.add_user_with_hash("unusable@example.org", true, Some(PasswordHash::new("!"))).await;
+    w.add_user_with_hash("unusable@example.org", true, Some(PasswordHash::new("!")))
+        .await;
     w.add_user_with_hash("nohash@example.org", true, None).await;
-    for email in ["missing@example.org", "inactive@example.org", "unusable@example.org", "nohash@example.org"] {
+    for email in [
+        "missing@example.org",
+        "inactive@example.org",
+        "unusable@example.org",
+        "nohash@example.org",
+    ] {
         w.request.request(email, None).await.expect("accepted");
     }
     // The request path did the same thing for each: one job apiece.
@@ -132,8 +155,14 @@ async fn missing_inactive_and_unusable_accounts_are_queued_alike_and_mailed_noth
 async fn a_look_alike_address_is_mailed_at_the_stored_address_or_not_at_all() {
     let w = world();
     w.add_user("mike@example.org", true).await;
-    w.request.request("ＭＩＫＥ@example.org", None).await.expect("accepted");
-    w.request.request("m\u{131}ke@example.org", None).await.expect("accepted");
+    w.request
+        .request("ＭＩＫＥ@example.org", None)
+        .await
+        .expect("accepted");
+    w.request
+        .request("m\u{131}ke@example.org", None)
+        .await
+        .expect("accepted");
     assert_eq!(w.drain().await, vec![Delivery::Sent, Delivery::Skipped]);
     let sent = w.mailer.sent();
     assert_eq!(sent.len(), 1);
@@ -144,7 +173,10 @@ async fn a_look_alike_address_is_mailed_at_the_stored_address_or_not_at_all() {
 async fn malformed_addresses_are_refused_before_anything_is_queued() {
     let w = world();
     for bad in ["nope", "a@b.org\r\nBcc: x@y.org", ""] {
-        assert!(matches!(w.request.request(bad, None).await, Err(RequestError::InvalidEmail)));
+        assert!(matches!(
+            w.request.request(bad, None).await,
+            Err(RequestError::InvalidEmail)
+        ));
     }
     assert_eq!(w.store.pending_jobs(), 0);
 }
@@ -153,11 +185,22 @@ async fn malformed_addresses_are_refused_before_anything_is_queued() {
 async fn confirm_replaces_the_hash_and_queues_the_changed_notice() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
-    w.confirm.confirm(&uid, &token, STRONG).await.expect("confirmed");
-    let stored = w.store.find_by_uid(&user.uid).await.expect("read").expect("exists");
+    w.confirm
+        .confirm(&uid, &token, STRONG)
+        .await
+        .expect("confirmed");
+    let stored = w
+        .store
+        .find_by_uid(&user.uid)
+        .await
+        .expect("read")
+        .expect("exists");
     assert!(
         PasswordHasher::owasp()
             .verify(SecretString::from(STRONG), stored.password_hash)
@@ -174,43 +217,76 @@ async fn confirm_replaces_the_hash_and_queues_the_changed_notice() {
 async fn confirm_with_a_used_token_is_rejected() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
-    w.confirm.confirm(&uid, &token, STRONG).await.expect("first use");
-    let again = w.confirm.confirm(&uid, &token, "another strong passphrase here").await;
-    assert!(matches!(again, Err(ConfirmError::Token(TokenRejection::Invalid))));
-    assert!(matches!(w.confirm.verify(&uid, &token).await, Err(VerifyError::Token(TokenRejection::Invalid))));
+    w.confirm
+        .confirm(&uid, &token, STRONG)
+        .await
+        .expect("first use");
+    let again = w
+        .confirm
+        .confirm(&uid, &token, "another strong passphrase here")
+        .await;
+    assert!(matches!(
+        again,
+        Err(ConfirmError::Token(TokenRejection::Invalid))
+    ));
+    assert!(matches!(
+        w.confirm.verify(&uid, &token).await,
+        Err(VerifyError::Token(TokenRejection::Invalid))
+    ));
 }
 
 #[tokio::test]
 async fn every_outstanding_token_dies_when_one_is_used() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let first = w.last_link();
     w.clock.advance(Duration::from_secs(5));
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let second = w.last_link();
     assert_ne!(first.1, second.1);
-    w.confirm.confirm(&second.0, &second.1, STRONG).await.expect("confirmed");
-    assert!(matches!(w.confirm.verify(&first.0, &first.1).await, Err(VerifyError::Token(TokenRejection::Invalid))));
+    w.confirm
+        .confirm(&second.0, &second.1, STRONG)
+        .await
+        .expect("confirmed");
+    assert!(matches!(
+        w.confirm.verify(&first.0, &first.1).await,
+        Err(VerifyError::Token(TokenRejection::Invalid))
+    ));
 }
 
 #[tokio::test]
 async fn a_weak_password_is_refused_with_reasons_and_the_token_still_works() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
     match w.confirm.confirm(&uid, &token, "password").await {
         Err(ConfirmError::WeakPassword { reasons }) => assert!(!reasons.is_empty()),
         other => panic!("expected a weak password, got {other:?}"),
     }
-    w.confirm.confirm(&uid, &token, STRONG).await.expect("token still usable");
+    w.confirm
+        .confirm(&uid, &token, STRONG)
+        .await
+        .expect("token still usable");
 }
 
 #[tokio::test]
@@ -218,20 +294,37 @@ async fn a_bad_token_with_a_weak_password_is_an_invalid_token() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
     let result = w.confirm.confirm(user.uid.as_str(), "garbage", "x").await;
-    assert!(matches!(result, Err(ConfirmError::Token(TokenRejection::Invalid))));
+    assert!(matches!(
+        result,
+        Err(ConfirmError::Token(TokenRejection::Invalid))
+    ));
 }
 
 #[tokio::test]
 async fn an_expired_token_is_expired_and_changes_nothing() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
     w.clock.advance(Duration::from_secs(3601));
-    assert!(matches!(w.confirm.verify(&uid, &token).await, Err(VerifyError::Token(TokenRejection::Expired))));
-    assert!(matches!(w.confirm.confirm(&uid, &token, STRONG).await, Err(ConfirmError::Token(TokenRejection::Expired))));
-    let stored = w.store.find_by_uid(&user.uid).await.expect("read").expect("exists");
+    assert!(matches!(
+        w.confirm.verify(&uid, &token).await,
+        Err(VerifyError::Token(TokenRejection::Expired))
+    ));
+    assert!(matches!(
+        w.confirm.confirm(&uid, &token, STRONG).await,
+        Err(ConfirmError::Token(TokenRejection::Expired))
+    ));
+    let stored = w
+        .store
+        .find_by_uid(&user.uid)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(stored.password_hash, user.password_hash);
 }
 
@@ -240,7 +333,10 @@ async fn a_token_for_one_user_is_invalid_for_another() {
     let w = world();
     w.add_user("a@example.org", true).await;
     let other = w.add_user("b@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (_, token) = w.last_link();
     assert!(matches!(
@@ -253,29 +349,47 @@ async fn a_token_for_one_user_is_invalid_for_another() {
 async fn verify_changes_nothing_however_often_it_runs() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
     for _ in 0..5 {
         w.confirm.verify(&uid, &token).await.expect("still valid");
     }
     assert_eq!(w.store.pending_jobs(), 0);
-    let stored = w.store.find_by_uid(&user.uid).await.expect("read").expect("exists");
+    let stored = w
+        .store
+        .find_by_uid(&user.uid)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(stored.password_hash, user.password_hash);
-    w.confirm.confirm(&uid, &token, STRONG).await.expect("still usable");
+    w.confirm
+        .confirm(&uid, &token, STRONG)
+        .await
+        .expect("still usable");
 }
 
 #[tokio::test]
 async fn of_twenty_concurrent_confirms_with_one_token_exactly_one_succeeds() {
     let w = Arc::new(world());
     w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let (w, uid, token) = (w.clone(), uid.clone(), token.clone());
-            tokio::spawn(async move { w.confirm.confirm(&uid, &token, &format!("{STRONG} {i}")).await })
+            tokio::spawn(async move {
+                w.confirm
+                    .confirm(&uid, &token, &format!("{STRONG} {i}"))
+                    .await
+            })
         })
         .collect();
     let mut wins = 0;
@@ -300,7 +414,10 @@ async fn the_per_address_limit_is_silent_and_the_same_for_missing_addresses() {
     w.add_user("a@example.org", true).await;
     for email in ["a@example.org", "missing@example.org"] {
         for _ in 0..5 {
-            w.request.request(email, None).await.expect("always accepted");
+            w.request
+                .request(email, None)
+                .await
+                .expect("always accepted");
         }
     }
     // Three jobs each; the rest were dropped without a word.
@@ -308,7 +425,10 @@ async fn the_per_address_limit_is_silent_and_the_same_for_missing_addresses() {
     w.drain().await;
     assert_eq!(w.mailer.sent().len(), 3);
     w.clock.advance(Duration::from_secs(900));
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     assert_eq!(w.store.pending_jobs(), 1);
 }
 
@@ -319,14 +439,25 @@ async fn the_per_ip_limit_answers_rate_limited_with_the_seconds_to_wait() {
         per_ip: RateLimit::parse("2/1m").expect("valid"),
     });
     let ip: IpAddr = "203.0.113.7".parse().expect("ip");
-    w.request.request("x@example.org", Some(ip)).await.expect("1");
-    w.request.request("y@example.org", Some(ip)).await.expect("2");
+    w.request
+        .request("x@example.org", Some(ip))
+        .await
+        .expect("1");
+    w.request
+        .request("y@example.org", Some(ip))
+        .await
+        .expect("2");
     match w.request.request("z@example.org", Some(ip)).await {
-        Err(RequestError::RateLimited { retry_after_secs }) => assert!((1..=60).contains(&retry_after_secs)),
+        Err(RequestError::RateLimited { retry_after_secs }) => {
+            assert!((1..=60).contains(&retry_after_secs))
+        }
         other => panic!("expected rate limited, got {other:?}"),
     }
     // Another client is unaffected.
-    w.request.request("z@example.org", Some("203.0.113.8".parse().expect("ip"))).await.expect("other ip");
+    w.request
+        .request("z@example.org", Some("203.0.113.8".parse().expect("ip")))
+        .await
+        .expect("other ip");
 }
 
 #[tokio::test]
@@ -335,9 +466,20 @@ async fn ipv6_clients_are_limited_per_64() {
         per_email: None,
         per_ip: RateLimit::parse("1/1m").expect("valid"),
     });
-    w.request.request("x@example.org", Some("2001:db8:1:2::1".parse().expect("ip"))).await.expect("first");
+    w.request
+        .request(
+            "x@example.org",
+            Some("2001:db8:1:2::1".parse().expect("ip")),
+        )
+        .await
+        .expect("first");
     assert!(matches!(
-        w.request.request("x@example.org", Some("2001:db8:1:2:ffff::9".parse().expect("ip"))).await,
+        w.request
+            .request(
+                "x@example.org",
+                Some("2001:db8:1:2:ffff::9".parse().expect("ip"))
+            )
+            .await,
         Err(RequestError::RateLimited { .. })
     ));
 }
@@ -346,29 +488,58 @@ async fn ipv6_clients_are_limited_per_64() {
 async fn a_store_outage_is_an_error_not_a_missing_user() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     w.drain().await;
     let (uid, token) = w.last_link();
     w.store.set_unavailable(true);
-    assert!(matches!(w.request.request("a@example.org", None).await, Err(RequestError::Store(StoreError::Unavailable(_)))));
-    assert!(matches!(w.confirm.verify(&uid, &token).await, Err(VerifyError::Store(_))));
-    assert!(matches!(w.confirm.confirm(&uid, &token, STRONG).await, Err(ConfirmError::Store(_))));
+    assert!(matches!(
+        w.request.request("a@example.org", None).await,
+        Err(RequestError::Store(StoreError::Unavailable(_)))
+    ));
+    assert!(matches!(
+        w.confirm.verify(&uid, &token).await,
+        Err(VerifyError::Store(_))
+    ));
+    assert!(matches!(
+        w.confirm.confirm(&uid, &token, STRONG).await,
+        Err(ConfirmError::Store(_))
+    ));
     w.store.set_unavailable(false);
     // Nothing was half-written: the old hash stands and the token still works.
-    let stored = w.store.find_by_uid(&user.uid).await.expect("read").expect("exists");
+    let stored = w
+        .store
+        .find_by_uid(&user.uid)
+        .await
+        .expect("read")
+        .expect("exists");
     assert_eq!(stored.password_hash, user.password_hash);
-    w.confirm.confirm(&uid, &token, STRONG).await.expect("usable after the outage");
+    w.confirm
+        .confirm(&uid, &token, STRONG)
+        .await
+        .expect("usable after the outage");
 }
 
 #[tokio::test]
 async fn a_failing_mailer_makes_the_job_retry_instead_of_vanishing() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request.request("a@example.org", None).await.expect("accepted");
+    w.request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     let job = w.store.try_next_job().expect("queued");
     w.mailer.fail_next(1);
-    assert!(matches!(w.deliverer.deliver(&job).await, Err(DeliveryError::Retry(_))));
-    assert_eq!(w.deliverer.deliver(&job).await.expect("second try"), Delivery::Sent);
+    assert!(matches!(
+        w.deliverer.deliver(&job).await,
+        Err(DeliveryError::Retry(_))
+    ));
+    assert_eq!(
+        w.deliverer.deliver(&job).await.expect("second try"),
+        Delivery::Sent
+    );
     assert_eq!(w.mailer.sent().len(), 1);
 }
 
@@ -384,9 +555,22 @@ async fn the_worker_retries_until_the_mailer_recovers() {
         max_retry: Duration::from_millis(20),
         ..WorkerSettings::default()
     };
-    let World { store, mailer, deliverer, request, .. } = w;
-    let worker = tokio::spawn(run_outbox_worker(store.clone(), Arc::new(deliverer), settings));
-    request.request("a@example.org", None).await.expect("accepted");
+    let World {
+        store,
+        mailer,
+        deliverer,
+        request,
+        ..
+    } = w;
+    let worker = tokio::spawn(run_outbox_worker(
+        store.clone(),
+        Arc::new(deliverer),
+        settings,
+    ));
+    request
+        .request("a@example.org", None)
+        .await
+        .expect("accepted");
     let mut waited = 0;
     while mailer.sent().is_empty() && waited < 200 {
         tokio::time::sleep(Duration::from_millis(10)).await;

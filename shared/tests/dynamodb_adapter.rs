@@ -1,0 +1,390 @@
+//! The DynamoDB adapter against moto's DynamoDB (and DynamoDB Streams), through the real
+//! AWS SDK. Needs `scripts/install-tools` (or `MOTO_SERVER_BIN`).
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
+use pwreset_core::adapters::dynamodb::{self, DynamoStore};
+use pwreset_core::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
+use pwreset_core::ports::{
+    ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
+    RateLimiter, StoreError, UserRepository,
+};
+
+/// A store on a fresh table of its own in the shared moto server.
+async fn fresh_store() -> DynamoStore {
+    let moto = support::moto();
+    let client = support::dynamodb_client(&moto.url);
+    let table = support::unique_name("pwreset");
+    dynamodb::create_table(&client, &table).await.expect("table created");
+    DynamoStore::new(client, table)
+}
+
+fn user(email: &str, hash: Option<&str>, active: bool) -> User {
+    User {
+        uid: UserId::generate(),
+        email: EmailAddress::parse(email).expect("valid address"),
+        password_hash: hash.map(PasswordHash::new),
+        active,
+    }
+}
+
+fn key(raw: &str) -> EmailKey {
+    EmailKey::normalise(raw).expect("valid key")
+}
+
+/// Every item of the table whose `pk` starts with `prefix`.
+async fn items_with_prefix(store: &DynamoStore, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                if pk.starts_with(prefix) {
+                    found.push(item.clone());
+                }
+            }
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return found;
+        }
+    }
+}
+
+async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
+    items_with_prefix(store, dynamodb::OUTBOX_PREFIX)
+        .await
+        .iter()
+        .map(|item| dynamodb::outbox_job_from_item(item).expect("a valid outbox item"))
+        .collect()
+}
+
+#[tokio::test]
+async fn create_table_is_idempotent_and_turns_on_ttl() {
+    let store = fresh_store().await;
+    dynamodb::create_table(&store.client, &store.table)
+        .await
+        .expect("second create is fine");
+    let ttl = store
+        .client
+        .describe_time_to_live()
+        .table_name(&store.table)
+        .send()
+        .await
+        .expect("describe TTL");
+    let ttl = ttl.time_to_live_description().expect("a TTL description");
+    assert_eq!(ttl.attribute_name(), Some(dynamodb::TTL_ATTRIBUTE));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    let table = store
+        .client
+        .describe_table()
+        .table_name(&store.table)
+        .send()
+        .await
+        .expect("describe table");
+    let stream = table
+        .table()
+        .and_then(|t| t.stream_specification())
+        .expect("a stream specification");
+    assert!(stream.stream_enabled());
+}
+
+#[tokio::test]
+async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
+    let store = fresh_store().await;
+    let mike = user("Mike@Example.org", Some("$argon2id$v=19$m=19456,t=2,p=1$abc$def"), true);
+    assert_eq!(store.insert(&mike).await.expect("insert"), InsertOutcome::Inserted);
+
+    assert_eq!(store.find_by_uid(&mike.uid).await.expect("by uid"), Some(mike.clone()));
+    // Found under its normalised key, including a look-alike that normalises to it; the
+    // stored address keeps its case.
+    for raw in ["mike@example.org", "ＭＩＫＥ@EXAMPLE.ORG"] {
+        let found = store.find_by_email_key(&key(raw)).await.expect("by key");
+        assert_eq!(found.as_ref(), Some(&mike), "{raw}");
+        assert_eq!(found.expect("found").email.as_str(), "Mike@Example.org");
+    }
+    assert_eq!(store.find_by_email_key(&key("m\u{131}ke@example.org")).await.expect("lookup"), None);
+    assert_eq!(store.find_by_email_key(&key("nobody@example.org")).await.expect("lookup"), None);
+    assert_eq!(store.find_by_uid(&UserId::generate()).await.expect("lookup"), None);
+
+    // A second account for the same key is refused, and the first one is untouched.
+    let twin = user("MIKE@example.ORG", Some("$argon2id$other"), true);
+    assert_eq!(store.insert(&twin).await.expect("insert"), InsertOutcome::EmailTaken);
+    assert_eq!(store.find_by_uid(&twin.uid).await.expect("by uid"), None);
+    assert_eq!(store.find_by_email_key(&key("mike@example.org")).await.expect("by key"), Some(mike));
+
+    // No password and inactive round-trip as they are.
+    let bare = user("bare@example.org", None, false);
+    assert_eq!(store.insert(&bare).await.expect("insert"), InsertOutcome::Inserted);
+    assert_eq!(store.find_by_uid(&bare.uid).await.expect("by uid"), Some(bare));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
+    let store = Arc::new(fresh_store().await);
+    let old = PasswordHash::new("$argon2id$v=19$old");
+    let mike = user("mike@example.org", Some(old.as_str()), true);
+    store.insert(&mike).await.expect("insert");
+
+    const RACERS: usize = 24;
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = Arc::clone(&store);
+        let barrier = Arc::clone(&barrier);
+        let change = PasswordChange {
+            uid: mike.uid.clone(),
+            expected: old.clone(),
+            new: PasswordHash::new(format!("$argon2id$v=19$new-{i}")),
+            notice: OutboxJob::PasswordChanged {
+                uid: mike.uid.clone(),
+                changed_at: i64::try_from(i).expect("small"),
+            },
+        };
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (i, store.commit_password_change(&change).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, outcome) = task.await.expect("task");
+        match outcome.expect("no store error") {
+            ChangeOutcome::Applied => winners.push(i),
+            ChangeOutcome::Stale => {}
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one change may land, got {winners:?}");
+    let winner = winners[0];
+
+    let stored = store.find_by_uid(&mike.uid).await.expect("lookup").expect("user");
+    assert_eq!(
+        stored.password_hash,
+        Some(PasswordHash::new(format!("$argon2id$v=19$new-{winner}")))
+    );
+    assert_eq!(
+        outbox_jobs(&store).await,
+        vec![OutboxJob::PasswordChanged {
+            uid: mike.uid.clone(),
+            changed_at: i64::try_from(winner).expect("small"),
+        }],
+        "exactly the winner's notice is in the outbox"
+    );
+
+    // A late confirm with the old hash is stale and writes nothing.
+    let late = PasswordChange {
+        uid: mike.uid.clone(),
+        expected: old,
+        new: PasswordHash::new("$argon2id$v=19$late"),
+        notice: OutboxJob::PasswordChanged { uid: mike.uid.clone(), changed_at: 99 },
+    };
+    assert_eq!(store.commit_password_change(&late).await.expect("commit"), ChangeOutcome::Stale);
+    assert_eq!(outbox_jobs(&store).await.len(), 1);
+    assert_eq!(store.find_by_uid(&mike.uid).await.expect("lookup"), Some(stored));
+
+    // So is a change for a user that does not exist.
+    let ghost = PasswordChange { uid: UserId::generate(), ..late };
+    assert_eq!(store.commit_password_change(&ghost).await.expect("commit"), ChangeOutcome::Stale);
+    assert_eq!(outbox_jobs(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_against_a_user_without_password_is_stale() {
+    let store = fresh_store().await;
+    let bare = user("bare@example.org", None, true);
+    store.insert(&bare).await.expect("insert");
+    let change = PasswordChange {
+        uid: bare.uid.clone(),
+        expected: PasswordHash::new(""),
+        new: PasswordHash::new("$argon2id$new"),
+        notice: OutboxJob::PasswordChanged { uid: bare.uid.clone(), changed_at: 1 },
+    };
+    assert_eq!(store.commit_password_change(&change).await.expect("commit"), ChangeOutcome::Stale);
+    assert!(outbox_jobs(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn enqueued_jobs_reach_the_table_stream() {
+    let store = fresh_store().await;
+    let job = OutboxJob::ResetRequested {
+        email_key: key("mike@example.org"),
+        requested_at: 1_700_000_000,
+    };
+    store.enqueue(job.clone()).await.expect("enqueue");
+
+    let items = items_with_prefix(&store, dynamodb::OUTBOX_PREFIX).await;
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(dynamodb::outbox_job_from_item(item).expect("job"), job);
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().expect("a number"),
+        other => panic!("{name} is not a number: {other:?}"),
+    };
+    let created = number("created_at");
+    assert_eq!(number(dynamodb::TTL_ATTRIBUTE) - created, 7 * 24 * 3600);
+
+    // The stream carries the item as an INSERT with its new image.
+    let described = store
+        .client
+        .describe_table()
+        .table_name(&store.table)
+        .send()
+        .await
+        .expect("describe table");
+    let arn = described
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .expect("the table has a stream")
+        .to_owned();
+    let streams = support::streams_client(&support::moto().url);
+    let stream = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("describe stream");
+    let shards = stream.stream_description().map(|d| d.shards()).unwrap_or_default();
+    assert!(!shards.is_empty(), "the stream has a shard");
+    let mut inserts = Vec::new();
+    for shard in shards {
+        let iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().expect("shard id"))
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("shard iterator");
+        let records = streams
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().expect("an iterator"))
+            .send()
+            .await
+            .expect("records");
+        for record in records.records() {
+            let Some(change) = record.dynamodb() else { continue };
+            let image = change.new_image().expect("NEW_IMAGE view");
+            let pk = match image.get("pk") {
+                Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(pk)) => pk.clone(),
+                other => panic!("pk missing from the image: {other:?}"),
+            };
+            if pk.starts_with(dynamodb::OUTBOX_PREFIX) {
+                assert_eq!(record.event_name(), Some(&OperationType::Insert));
+                let json = match image.get(dynamodb::JOB_ATTRIBUTE) {
+                    Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(json)) => json.clone(),
+                    other => panic!("job missing from the image: {other:?}"),
+                };
+                inserts.push(serde_json::from_str::<OutboxJob>(&json).expect("a job"));
+            }
+        }
+    }
+    assert_eq!(inserts, vec![job]);
+}
+
+#[tokio::test]
+async fn rate_limits_count_per_bucket_and_window() {
+    let store = fresh_store().await;
+    let limit = RateLimit { max: 3, window: Duration::from_secs(60) };
+    let now = 1_700_000_010; // 50 s before its window ends
+    let (_, expected_retry) = limit.window_at(now);
+    for _ in 0..3 {
+        assert_eq!(store.hit("ip#192.0.2.1", &limit, now).await.expect("hit"), RateDecision::Allowed);
+    }
+    for _ in 0..2 {
+        match store.hit("ip#192.0.2.1", &limit, now + 5).await.expect("hit") {
+            RateDecision::Limited { retry_after_secs } => {
+                assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
+                assert_eq!(retry_after_secs, expected_retry - 5);
+            }
+            RateDecision::Allowed => panic!("the fourth hit in a window must be limited"),
+        }
+    }
+    // Another bucket and the next window count from zero.
+    assert_eq!(store.hit("ip#192.0.2.2", &limit, now).await.expect("hit"), RateDecision::Allowed);
+    assert_eq!(store.hit("ip#192.0.2.1", &limit, now + 60).await.expect("hit"), RateDecision::Allowed);
+
+    // Counters expire (TTL) after their window ends.
+    let counters = items_with_prefix(&store, dynamodb::LIMIT_PREFIX).await;
+    assert_eq!(counters.len(), 3);
+    for item in counters {
+        let Some(AttributeValue::N(expires)) = item.get(dynamodb::TTL_ATTRIBUTE) else {
+            panic!("a counter without expires_at");
+        };
+        assert!(expires.parse::<i64>().expect("a number") > now + 50);
+    }
+}
+
+#[tokio::test]
+async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
+    let store = fresh_store().await;
+    let uid = UserId::generate();
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .item("pk", AttributeValue::S(format!("USER#{uid}")))
+        .item("sk", AttributeValue::S("USER".into()))
+        .item("uid", AttributeValue::S(uid.to_string()))
+        .item("email", AttributeValue::S("not an address".into()))
+        .item("active", AttributeValue::Bool(true))
+        .send()
+        .await
+        .expect("put");
+    assert!(matches!(store.find_by_uid(&uid).await, Err(StoreError::Fault(_))));
+
+    let missing = DynamoStore::new(store.client.clone(), support::unique_name("no-such-table"));
+    let result = missing.find_by_email_key(&key("mike@example.org")).await;
+    assert!(matches!(result, Err(StoreError::Fault(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable_promptly() {
+    let client = support::dynamodb_client(&format!("http://127.0.0.1:{}", support::closed_port()));
+    let store = DynamoStore::new(client, "pwreset");
+    let started = Instant::now();
+    let result = store.find_by_email_key(&key("mike@example.org")).await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    let uid = UserId::generate();
+    let result = store.find_by_uid(&uid).await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    let result = store
+        .commit_password_change(&PasswordChange {
+            uid: uid.clone(),
+            expected: PasswordHash::new("$argon2id$old"),
+            new: PasswordHash::new("$argon2id$new"),
+            notice: OutboxJob::PasswordChanged { uid, changed_at: 1 },
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    let result = store
+        .enqueue(OutboxJob::ResetRequested { email_key: key("mike@example.org"), requested_at: 1 })
+        .await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    let limit = RateLimit { max: 1, window: Duration::from_secs(60) };
+    let result = store.hit("ip#192.0.2.1", &limit, 1_700_000_000).await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "five calls took {elapsed:?}");
+
+    // The messages name the failure, never the data.
+    let Err(StoreError::Unavailable(message)) = store.find_by_email_key(&key("mike@example.org")).await else {
+        panic!("unavailable");
+    };
+    assert!(!message.contains("mike"), "{message}");
+}

@@ -1,0 +1,96 @@
+//! The SES v2 adapter against moto's SES v2 and against aws-ses-v2-local (whose store we
+//! read the mail back from), through the real AWS SDK. Needs `scripts/install-tools`.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pwreset_core::adapters::ses::SesMailer;
+use pwreset_core::domain::EmailAddress;
+use pwreset_core::ports::{MailError, Mailer, OutgoingMail};
+use serde_json::Value;
+
+const FROM: &str = "no-reply@pwreset.example";
+
+fn mail(to: &str, subject: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: EmailAddress::parse(to).expect("valid address"),
+        subject: subject.to_owned(),
+        text: "Hello,\n\nReset your password: https://app.example/reset#uid=u&token=t\nThe link expires in 60 minutes. — ünïcödé".to_owned(),
+        html: Some("<p>Hello,</p><p><a href=\"https://app.example/reset#uid=u&amp;token=t\">Reset your password</a> — ünïcödé</p>".to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn mail_reaches_aws_ses_v2_local_with_both_parts() {
+    let ses = support::ses_local();
+    let mailer = SesMailer::new(support::sesv2_client(&ses.url), FROM, None);
+    let subject = support::unique_name("Reset your password");
+    let sent = mail("Mike@Example.org", &subject);
+    mailer.send(&sent).await.expect("sent");
+    let mut text_only = mail("other@example.org", &format!("{subject} (text)"));
+    text_only.html = None;
+    mailer.send(&text_only).await.expect("sent");
+
+    let store: Value = reqwest::get(format!("{}/store", ses.url))
+        .await
+        .expect("GET /store")
+        .json()
+        .await
+        .expect("JSON store");
+    let emails = store["emails"].as_array().expect("an emails array");
+    let find = |subject: &str| {
+        emails
+            .iter()
+            .find(|e| e["subject"] == subject)
+            .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {store}"))
+    };
+    let found = find(&subject);
+    assert_eq!(found["from"], FROM);
+    assert_eq!(found["destination"]["to"], serde_json::json!(["Mike@Example.org"]));
+    assert_eq!(found["body"]["text"], sent.text.as_str());
+    assert_eq!(found["body"]["html"], sent.html.as_deref().expect("html"));
+    let found = find(&format!("{subject} (text)"));
+    assert_eq!(found["destination"]["to"], serde_json::json!(["other@example.org"]));
+    assert_eq!(found["body"]["text"], text_only.text.as_str());
+    assert!(found["body"]["html"].is_null());
+}
+
+#[tokio::test]
+async fn mail_goes_through_moto_once_the_sender_is_verified() {
+    let moto = support::moto();
+    let client = support::sesv2_client(&moto.url);
+    // moto refuses unverified senders as SES's sandbox does: that is a rejection.
+    let unverified = SesMailer::new(client.clone(), "someone@unverified.example", None);
+    let result = unverified.send(&mail("mike@example.org", "hello")).await;
+    match result {
+        Err(MailError::Rejected(message)) => {
+            assert!(message.contains("MessageRejected"), "{message}");
+            assert!(!message.contains("unverified.example"), "no addresses in errors: {message}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+
+    // Verify the sender (tests share one moto: an existing identity is fine).
+    let created = client.create_email_identity().email_identity(FROM).send().await;
+    if let Err(err) = created {
+        let exists = err.as_service_error().is_some_and(|e| e.is_already_exists_exception());
+        assert!(exists, "create identity: {err:?}");
+    }
+    let mailer = SesMailer::new(client, FROM, None);
+    mailer.send(&mail("mike@example.org", "Reset your password")).await.expect("sent");
+}
+
+#[tokio::test]
+async fn an_unreachable_mail_service_is_transient_promptly() {
+    let client = support::sesv2_client(&format!("http://127.0.0.1:{}", support::closed_port()));
+    let mailer = SesMailer::new(client, FROM, None);
+    let started = Instant::now();
+    let result = mailer.send(&mail("mike@example.org", "hello")).await;
+    match result {
+        Err(MailError::Transient(message)) => assert!(!message.contains("mike"), "{message}"),
+        other => panic!("expected a transient failure, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+}

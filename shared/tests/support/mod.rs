@@ -1,0 +1,213 @@
+//! Emulators for the adapter tests: `moto_server` (DynamoDB, DynamoDB Streams, SES v2) and
+//! `aws-ses-v2-local` (SES v2 with a readable mail store), each started once per test
+//! binary on a free loopback port, and SDK clients pointed at them.
+//!
+//! The servers live in statics (every `#[tokio::test]` has its own runtime, so only the
+//! servers are shared, never a client). Statics are never dropped, so each server runs
+//! under a small watchdog that kills it by PID as soon as the test process is gone;
+//! [`Emulator`]'s `Drop` kills it too when one is owned directly.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{Credentials, Region};
+use pwreset_core::adapters::{retry_config, timeout_config};
+use rand::Rng as _;
+
+pub const REGION: &str = "us-east-1";
+
+/// A server we started, killed (with its watchdog) on drop.
+#[derive(Debug)]
+pub struct Emulator {
+    pub name: &'static str,
+    pub url: String,
+    pub port: u16,
+    watchdog: Child,
+    log: PathBuf,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // The watchdog traps TERM and kills the server it started, by PID.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.watchdog.id().to_string())
+            .status();
+        let _ = self.watchdog.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits inside the workspace")
+        .to_path_buf()
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// `$ENV`, else the repo-local cache, else `PATH`; panics with the fix otherwise.
+fn find_tool(env: &str, cached: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let cached = workspace_root().join(cached);
+    if cached.is_file() {
+        return cached;
+    }
+    on_path(name).unwrap_or_else(|| {
+        panic!("{name} not found (set {env}, or run scripts/install-tools to install it into .cache/)")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A loopback port nothing listens on (connections are refused at once).
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+/// Runs `program args…` under a bash watchdog that kills it when this test process (or the
+/// watchdog itself, on TERM) goes away.
+const WATCHDOG: &str = r#"
+parent=$1; shift
+"$@" &
+child=$!
+trap 'kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT HUP
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.3; done
+kill "$child" 2>/dev/null
+wait "$child" 2>/dev/null
+"#;
+
+fn start(name: &'static str, program: &Path, args: impl Fn(u16) -> Vec<String>) -> Emulator {
+    let mut last_log = String::new();
+    // A port found free can be taken before the server binds it: try a few.
+    for _ in 0..3 {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("pwreset-{name}-{port}.log"));
+        let out = File::create(&log).expect("emulator log file");
+        let err = out.try_clone().expect("emulator log file");
+        let mut watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("watchdog")
+            .arg(std::process::id().to_string())
+            .arg(program)
+            .args(args(port))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {name} ({}): {e}", program.display()));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Emulator {
+                    name,
+                    url: format!("http://127.0.0.1:{port}"),
+                    port,
+                    watchdog,
+                    log,
+                };
+            }
+            if Instant::now() > deadline || watchdog.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").arg(watchdog.id().to_string()).status();
+        let _ = watchdog.wait();
+        last_log = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    panic!("{name} did not start listening; its last output:\n{last_log}");
+}
+
+/// One `moto_server` per test binary.
+pub fn moto() -> &'static Emulator {
+    static MOTO: OnceLock<Emulator> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let bin = find_tool("MOTO_SERVER_BIN", ".cache/venv/bin/moto_server", "moto_server");
+        start("moto", &bin, |port| {
+            vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]
+        })
+    })
+}
+
+/// One `aws-ses-v2-local` per test binary.
+pub fn ses_local() -> &'static Emulator {
+    static SES: OnceLock<Emulator> = OnceLock::new();
+    SES.get_or_init(|| {
+        let bin = find_tool(
+            "AWS_SES_V2_LOCAL_BIN",
+            ".cache/node/node_modules/.bin/aws-ses-v2-local",
+            "aws-ses-v2-local",
+        );
+        start("aws-ses-v2-local", &bin, |port| {
+            vec!["--host".into(), "127.0.0.1".into(), "--port".into(), port.to_string()]
+        })
+    })
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "pwreset-tests")
+}
+
+/// A DynamoDB client for `endpoint`, configured in code (never from the environment):
+/// dummy credentials, us-east-1, the adapters' timeouts and retries.
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(endpoint)
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+pub fn streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodbstreams::config::Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(endpoint)
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(config)
+}
+
+pub fn sesv2_client(endpoint: &str) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new(REGION))
+        .credentials_provider(credentials())
+        .endpoint_url(endpoint)
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
+/// A table name no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::rng().random::<u64>())
+}
