@@ -22,9 +22,29 @@ pub const DEFAULT_PRODUCT_NAME: &str = "pwreset";
 pub enum Mode {
     /// `pwreset serve`: everything has a default; links point at this server.
     DevServer { base_url: String },
-    /// A Lambda function: keys, link template and sender are required.
-    Lambda,
+    /// A Lambda function: what it needs is required, what it does not need is neither
+    /// required nor used (least privilege: `request-reset` never holds the token keys).
+    Lambda(LambdaNeeds),
 }
+
+/// Which secrets and mail settings a Lambda function uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LambdaNeeds {
+    /// `TOKEN_KEYS` (signing or verifying tokens).
+    pub token_keys: bool,
+    /// `RESET_LINK_TEMPLATE` and `MAIL_FROM` (sending mail).
+    pub mail: bool,
+}
+
+impl LambdaNeeds {
+    pub const ALL: Self = Self {
+        token_keys: true,
+        mail: true,
+    };
+}
+
+/// Stands in for a setting a function does not use; never rendered or sent.
+const UNUSED_LINK_TEMPLATE: &str = "https://unused.invalid/{uid}/{token}";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -89,7 +109,10 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let lambda = matches!(mode, Mode::Lambda);
+        let needs = match mode {
+            Mode::DevServer { .. } => None,
+            Mode::Lambda(needs) => Some(*needs),
+        };
 
         let token_lifetime_secs = match get("PASSWORD_RESET_TIMEOUT") {
             None => DEFAULT_TIMEOUT_SECS,
@@ -112,12 +135,14 @@ impl Config {
                 base_url.trim_end_matches('/')
             ))
             .map_err(|e| error("RESET_LINK_TEMPLATE", e.to_string()))?,
-            (None, Mode::Lambda) => {
+            (None, Mode::Lambda(needs)) if needs.mail => {
                 return Err(error(
                     "RESET_LINK_TEMPLATE",
                     "is required, e.g. https://app.example/reset#uid={uid}&token={token}",
                 ));
             }
+            (None, Mode::Lambda(_)) => LinkTemplate::parse(UNUSED_LINK_TEMPLATE)
+                .map_err(|e| error("RESET_LINK_TEMPLATE", e.to_string()))?,
         };
 
         // Never echo the value of a secret in an error.
@@ -126,7 +151,7 @@ impl Config {
                 TokenKeys::parse(&raw).map_err(|e| error("TOKEN_KEYS", e.to_string()))?,
                 false,
             ),
-            None if lambda => {
+            None if needs.is_some_and(|n| n.token_keys) => {
                 return Err(error(
                     "TOKEN_KEYS",
                     "is required: comma-separated base64 keys of at least 32 bytes (e.g. `openssl rand -base64 32`)",
@@ -168,12 +193,13 @@ impl Config {
                 }
                 raw
             }
-            None if lambda => {
+            None if needs.is_some_and(|n| n.mail) => {
                 return Err(error(
                     "MAIL_FROM",
                     "is required: the SES-verified sender address",
                 ));
             }
+            // The dev server's sender; in a function that sends nothing, never used.
             None => "no-reply@localhost".to_owned(),
         };
 
@@ -260,16 +286,16 @@ mod tests {
 
     #[test]
     fn lambda_mode_names_each_missing_required_variable() {
-        let err = load(&Mode::Lambda, &[]).expect_err("must fail");
+        let err = load(&Mode::Lambda(LambdaNeeds::ALL), &[]).expect_err("must fail");
         assert_eq!(err.variable, "RESET_LINK_TEMPLATE");
         let err = load(
-            &Mode::Lambda,
+            &Mode::Lambda(LambdaNeeds::ALL),
             &[("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}")],
         )
         .expect_err("must fail");
         assert_eq!(err.variable, "TOKEN_KEYS");
         let err = load(
-            &Mode::Lambda,
+            &Mode::Lambda(LambdaNeeds::ALL),
             &[
                 ("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"),
                 ("TOKEN_KEYS", KEY),
@@ -279,7 +305,7 @@ mod tests {
         assert_eq!(err.variable, "MAIL_FROM");
         assert!(
             load(
-                &Mode::Lambda,
+                &Mode::Lambda(LambdaNeeds::ALL),
                 &[
                     ("RESET_LINK_TEMPLATE", "https://a.example/#{uid}/{token}"),
                     ("TOKEN_KEYS", KEY),
@@ -288,6 +314,24 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_function_is_not_asked_for_what_it_does_not_use() {
+        let request_only = Mode::Lambda(LambdaNeeds {
+            token_keys: false,
+            mail: false,
+        });
+        assert!(load(&request_only, &[]).is_ok());
+        let confirm = Mode::Lambda(LambdaNeeds {
+            token_keys: true,
+            mail: false,
+        });
+        assert_eq!(
+            load(&confirm, &[]).expect_err("keys").variable,
+            "TOKEN_KEYS"
+        );
+        assert!(load(&confirm, &[("TOKEN_KEYS", KEY)]).is_ok());
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod mail;
 pub mod policy;
 pub mod ports;
 pub mod service;
+pub mod stream;
 pub mod token;
