@@ -8,6 +8,8 @@ pub mod config;
 pub mod domain;
 pub mod hashing;
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod mail;
 pub mod policy;
 pub mod ports;

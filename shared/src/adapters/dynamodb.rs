@@ -129,18 +129,26 @@ fn outbox_item(job: &OutboxJob) -> Result<HashMap<String, AttributeValue>, Store
     let mut item = key(format!("{OUTBOX_PREFIX}{}", outbox_id()), OUTBOX_SK);
     item.insert(JOB_ATTRIBUTE.to_owned(), s(json));
     item.insert("created_at".to_owned(), n(now));
-    item.insert(TTL_ATTRIBUTE.to_owned(), n(now.saturating_add(OUTBOX_TTL_SECS)));
+    item.insert(
+        TTL_ATTRIBUTE.to_owned(),
+        n(now.saturating_add(OUTBOX_TTL_SECS)),
+    );
     Ok(item)
 }
 
 /// Reads an outbox job back from an item (or a stream's `NEW_IMAGE` converted to SDK
 /// attribute values).
-pub fn outbox_job_from_item(item: &HashMap<String, AttributeValue>) -> Result<OutboxJob, StoreError> {
+pub fn outbox_job_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<OutboxJob, StoreError> {
     let json = string_attr(item, JOB_ATTRIBUTE)?;
     serde_json::from_str(json).map_err(|e| {
         // serde_json's messages can quote the offending value (an e-mail key): keep only
         // the category.
-        StoreError::Fault(format!("outbox item holds no valid job ({:?} error)", e.classify()))
+        StoreError::Fault(format!(
+            "outbox item holds no valid job ({:?} error)",
+            e.classify()
+        ))
     })
 }
 
@@ -156,10 +164,15 @@ fn user_item(user: &User) -> HashMap<String, AttributeValue> {
     item
 }
 
-fn string_attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, StoreError> {
+fn string_attr<'a>(
+    item: &'a HashMap<String, AttributeValue>,
+    name: &str,
+) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value),
-        Some(_) => Err(StoreError::Fault(format!("attribute {name} is not a string"))),
+        Some(_) => Err(StoreError::Fault(format!(
+            "attribute {name} is not a string"
+        ))),
         None => Err(StoreError::Fault(format!("attribute {name} is missing"))),
     }
 }
@@ -173,11 +186,19 @@ pub fn user_from_item(item: &HashMap<String, AttributeValue>) -> Result<User, St
     let password_hash = match item.get("password_hash") {
         None | Some(AttributeValue::Null(_)) => None,
         Some(AttributeValue::S(hash)) => Some(PasswordHash::new(hash.clone())),
-        Some(_) => return Err(StoreError::Fault("attribute password_hash is not a string".into())),
+        Some(_) => {
+            return Err(StoreError::Fault(
+                "attribute password_hash is not a string".into(),
+            ));
+        }
     };
     let active = match item.get("active") {
         Some(AttributeValue::Bool(active)) => *active,
-        Some(_) => return Err(StoreError::Fault("attribute active is not a boolean".into())),
+        Some(_) => {
+            return Err(StoreError::Fault(
+                "attribute active is not a boolean".into(),
+            ));
+        }
         None => return Err(StoreError::Fault("attribute active is missing".into())),
     };
     Ok(User {
@@ -234,7 +255,9 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
 {
     match err {
-        SdkError::TimeoutError(_) => StoreError::Unavailable(format!("DynamoDB {operation}: timed out")),
+        SdkError::TimeoutError(_) => {
+            StoreError::Unavailable(format!("DynamoDB {operation}: timed out"))
+        }
         SdkError::DispatchFailure(failure) => {
             let detail = failure
                 .as_connector_error()
@@ -243,7 +266,9 @@ where
             if failure.is_user() {
                 StoreError::Fault(format!("DynamoDB {operation}: request not sent: {detail}"))
             } else {
-                StoreError::Unavailable(format!("DynamoDB {operation}: could not reach the service: {detail}"))
+                StoreError::Unavailable(format!(
+                    "DynamoDB {operation}: could not reach the service: {detail}"
+                ))
             }
         }
         SdkError::ResponseError(response) => StoreError::Unavailable(format!(
@@ -396,7 +421,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await;
     match created {
         Ok(_) => tracing::info!(table, "created table"),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
             tracing::info!(table, "table exists already");
         }
         Err(err) => return Err(map_sdk_error("CreateTable", &err)),
@@ -433,14 +462,24 @@ fn is_unsupported(code: Option<&str>, status: u16) -> bool {
     status == 501
         || matches!(
             code,
-            Some("UnknownOperationException" | "NotImplemented" | "NotImplementedException" | "UnsupportedOperation")
+            Some(
+                "UnknownOperationException"
+                    | "NotImplemented"
+                    | "NotImplementedException"
+                    | "UnsupportedOperation"
+            )
         )
 }
 
 async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
     // Already on (a second `table create`)? Then there is nothing to do: asking again is a
     // ValidationException on AWS.
-    match client.describe_time_to_live().table_name(table).send().await {
+    match client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+    {
         Ok(described) => {
             if let Some(ttl) = described.time_to_live_description() {
                 let on = matches!(
@@ -455,7 +494,10 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
         Err(SdkError::ServiceError(service))
             if is_unsupported(service.err().code(), service.raw().status().as_u16()) =>
         {
-            tracing::warn!(table, "this DynamoDB does not support TTL; counters and outbox items will not expire");
+            tracing::warn!(
+                table,
+                "this DynamoDB does not support TTL; counters and outbox items will not expire"
+            );
             return Ok(());
         }
         Err(err) => return Err(map_sdk_error("DescribeTimeToLive", &err)),
@@ -479,7 +521,10 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
         Err(SdkError::ServiceError(service))
             if is_unsupported(service.err().code(), service.raw().status().as_u16()) =>
         {
-            tracing::warn!(table, "this DynamoDB does not support TTL; counters and outbox items will not expire");
+            tracing::warn!(
+                table,
+                "this DynamoDB does not support TTL; counters and outbox items will not expire"
+            );
             Ok(())
         }
         Err(err) => Err(map_sdk_error("UpdateTimeToLive", &err)),
@@ -508,7 +553,11 @@ impl DynamoStore {
         Ok(output.item)
     }
 
-    fn put_item(&self, item: HashMap<String, AttributeValue>, what: &str) -> Result<TransactWriteItem, StoreError> {
+    fn put_item(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        what: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -537,7 +586,9 @@ impl UserRepository for DynamoStore {
         let Some(item) = self.get("GetItem(user)", user_key(&uid)).await? else {
             // Both items are written in one transaction; a lookup without its user is a
             // broken table, not a missing account.
-            return Err(StoreError::Fault("e-mail lookup item points at a missing user".into()));
+            return Err(StoreError::Fault(
+                "e-mail lookup item points at a missing user".into(),
+            ));
         };
         let user = user_from_item(&item)?;
         if &user.email_key() != key {
@@ -562,7 +613,10 @@ impl UserRepository for DynamoStore {
         }
     }
 
-    async fn commit_password_change(&self, change: &PasswordChange) -> Result<ChangeOutcome, StoreError> {
+    async fn commit_password_change(
+        &self,
+        change: &PasswordChange,
+    ) -> Result<ChangeOutcome, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(user_key(&change.uid)))
@@ -601,7 +655,12 @@ impl Outbox for DynamoStore {
 
 #[async_trait]
 impl RateLimiter for DynamoStore {
-    async fn hit(&self, bucket: &str, limit: &RateLimit, now: i64) -> Result<RateDecision, StoreError> {
+    async fn hit(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+    ) -> Result<RateDecision, StoreError> {
         let (index, retry_after_secs) = limit.window_at(now);
         let window_end = index.saturating_add(1).saturating_mul(limit.window_secs());
         let expires_at = window_end.saturating_add(LIMIT_TTL_MARGIN_SECS);
@@ -609,7 +668,10 @@ impl RateLimiter for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("{LIMIT_PREFIX}{bucket}#{index}"), LIMIT_SK)))
+            .set_key(Some(key(
+                format!("{LIMIT_PREFIX}{bucket}#{index}"),
+                LIMIT_SK,
+            )))
             .update_expression("ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":exp", n(expires_at))
@@ -621,7 +683,11 @@ impl RateLimiter for DynamoStore {
             Some(AttributeValue::N(hits)) => hits
                 .parse()
                 .map_err(|_| StoreError::Fault("rate counter is not an integer".into()))?,
-            _ => return Err(StoreError::Fault("rate counter missing from the update's answer".into())),
+            _ => {
+                return Err(StoreError::Fault(
+                    "rate counter missing from the update's answer".into(),
+                ));
+            }
         };
         if hits > u64::from(limit.max) {
             Ok(RateDecision::Limited { retry_after_secs })
@@ -670,7 +736,11 @@ mod tests {
         ] {
             assert!(is_retryable_code(code), "{code}");
         }
-        for code in ["ValidationException", "ResourceNotFoundException", "ConditionalCheckFailedException"] {
+        for code in [
+            "ValidationException",
+            "ResourceNotFoundException",
+            "ConditionalCheckFailedException",
+        ] {
             assert!(!is_retryable_code(code), "{code}");
         }
     }
@@ -687,7 +757,10 @@ mod tests {
         assert_eq!(user_from_item(&item).expect("parses"), user);
         let mut no_hash = user.clone();
         no_hash.password_hash = None;
-        assert_eq!(user_from_item(&user_item(&no_hash)).expect("parses"), no_hash);
+        assert_eq!(
+            user_from_item(&user_item(&no_hash)).expect("parses"),
+            no_hash
+        );
         let mut broken = item.clone();
         broken.insert("email".into(), s("not an address"));
         assert!(matches!(user_from_item(&broken), Err(StoreError::Fault(_))));
@@ -704,7 +777,14 @@ mod tests {
         };
         let item = outbox_item(&job).expect("item");
         assert_eq!(outbox_job_from_item(&item).expect("job"), job);
-        assert!(string_attr(&item, PK).expect("pk").starts_with(OUTBOX_PREFIX));
-        assert!(matches!(item.get(TTL_ATTRIBUTE), Some(AttributeValue::N(_))));
+        assert!(
+            string_attr(&item, PK)
+                .expect("pk")
+                .starts_with(OUTBOX_PREFIX)
+        );
+        assert!(matches!(
+            item.get(TTL_ATTRIBUTE),
+            Some(AttributeValue::N(_))
+        ));
     }
 }

@@ -84,7 +84,9 @@ fn map_send_error(err: &SdkError<SendEmailError, HttpResponse>) -> MailError {
                 .as_connector_error()
                 .map(|e| source_chain(e))
                 .unwrap_or_else(|| "dispatch failure".to_owned());
-            MailError::Transient(format!("SES SendEmail: could not reach the service: {detail}"))
+            MailError::Transient(format!(
+                "SES SendEmail: could not reach the service: {detail}"
+            ))
         }
         SdkError::ResponseError(response) => MailError::Transient(format!(
             "SES SendEmail: unreadable response (HTTP {})",
@@ -122,7 +124,11 @@ impl Mailer for SesMailer {
         self.client
             .send_email()
             .from_email_address(&self.from)
-            .destination(Destination::builder().to_addresses(mail.to.as_str()).build())
+            .destination(
+                Destination::builder()
+                    .to_addresses(mail.to.as_str())
+                    .build(),
+            )
             .content(EmailContent::builder().simple(message).build())
             .set_configuration_set_name(self.configuration_set.clone())
             .send()

@@ -1,0 +1,38 @@
+//! `confirm-reset`: `POST /password-reset/verify` and `POST /password-reset/confirm`.
+//! Verify reads only; confirm hashes (argon2id, CPU-bound: size this function for CPU)
+//! and replaces the hash in one conditional transaction with the "changed" notice.
+//! IAM: GetItem on users, TransactWriteItems (UpdateItem + PutItem) on the table.
+
+use std::sync::Arc;
+
+use pwreset_core::config::LambdaNeeds;
+use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::http::{Api, PathMatch};
+use pwreset_core::lambda;
+use pwreset_core::policy::PasswordPolicy;
+use pwreset_core::ports::SystemClock;
+use pwreset_core::service::ConfirmReset;
+use pwreset_core::token::TokenSigner;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda::init_tracing();
+    let (config, table) = lambda::load(LambdaNeeds {
+        token_keys: true,
+        mail: false,
+    })?;
+    let store = lambda::store(table).await;
+    let service = ConfirmReset::new(
+        store,
+        Arc::new(SystemClock),
+        TokenSigner::new(config.token_keys, config.token_lifetime_secs),
+        PasswordPolicy::new(config.min_password_length),
+        PasswordHasher::owasp(),
+    );
+    lambda::run_http(Api::new(
+        None,
+        Some(Arc::new(service)),
+        PathMatch::LastSegments,
+    ))
+    .await
+}

@@ -1,0 +1,53 @@
+//! `send-reset-email`: consumes the table's stream. For each new outbox item: look the
+//! user up, skip inactive or unusable accounts, sign a token, send through SES v2. A send
+//! that must be retried is reported as a batch item failure, so Lambda retries it.
+//! IAM: GetItem on the table, ses:SendEmail from the sender identity, stream reads.
+
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use pwreset_core::adapters::ses::{SesMailer, sesv2_client};
+use pwreset_core::config::LambdaNeeds;
+use pwreset_core::lambda;
+use pwreset_core::mail::MailComposer;
+use pwreset_core::ports::SystemClock;
+use pwreset_core::service::Deliverer;
+use pwreset_core::stream::{BatchResponse, StreamBatch, deliver_batch};
+use pwreset_core::token::TokenSigner;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::init_tracing();
+    let (config, table) = lambda::load(LambdaNeeds::ALL)?;
+    let store = lambda::store(table).await;
+    let configuration_set = std::env::var("SES_CONFIGURATION_SET")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let mailer = SesMailer::new(
+        sesv2_client().await,
+        config.mail_from.clone(),
+        configuration_set,
+    );
+    let signer = TokenSigner::new(config.token_keys, config.token_lifetime_secs);
+    let composer = MailComposer::new(
+        config.product_name,
+        config.link_template,
+        signer.lifetime_secs(),
+    );
+    let deliverer = Arc::new(Deliverer::new(
+        store,
+        Arc::new(mailer),
+        Arc::new(SystemClock),
+        signer,
+        composer,
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamBatch>| {
+        let deliverer = Arc::clone(&deliverer);
+        async move {
+            Ok::<BatchResponse, lambda_runtime::Error>(
+                deliver_batch(&deliverer, &event.payload).await,
+            )
+        }
+    }))
+    .await
+}
