@@ -358,7 +358,8 @@ pub fn client_ip(request: &Request) -> Option<IpAddr> {
         RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
         _ => None,
     };
-    source.and_then(|ip| ip.parse().ok())
+    // Some tools write the source as a CIDR ("192.0.2.1/32"); the address is what counts.
+    source.and_then(|ip| ip.split('/').next().and_then(|ip| ip.trim().parse().ok()))
 }
 
 #[derive(Deserialize)]

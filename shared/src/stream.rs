@@ -239,6 +239,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sample_stream_event_is_read_and_handled() {
+        let (deliverer, mailer) = setup().await;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../events/outbox-insert-stream.json");
+        let batch: StreamBatch =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("batch");
+        assert_eq!(batch.records.len(), 1);
+        assert!(matches!(
+            batch.records[0].outbox_job(),
+            Some(Ok(OutboxJob::ResetRequested { .. }))
+        ));
+        assert_eq!(
+            deliver_batch(&deliverer, &batch).await,
+            BatchResponse::default()
+        );
+        assert!(
+            mailer.sent().is_empty(),
+            "the sample is for an address with no account"
+        );
+    }
+
+    #[tokio::test]
     async fn an_unreadable_item_is_logged_and_skipped_not_retried_forever() {
         let (deliverer, mailer) = setup().await;
         let mut bad = record("5", "OUTBOX#bad", &reset_job("a@example.org"));

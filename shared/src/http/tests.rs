@@ -429,3 +429,35 @@ async fn the_source_ip_comes_from_the_api_gateway_request_context() {
         Some("198.51.100.23".parse().expect("ip"))
     );
 }
+
+fn events_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+#[tokio::test]
+async fn every_sample_api_gateway_event_gets_its_expected_status() {
+    let f = fixture(PathMatch::LastSegments, no_limits());
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(events_dir().join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let mut checked = 0;
+    for (name, want) in expected.as_object().expect("object") {
+        let Some(want) = want.as_u64() else { continue };
+        let text = std::fs::read_to_string(events_dir().join(name)).expect("event file");
+        let request = lambda_http::request::from_str(&text).expect("an API Gateway event");
+        let response = f.api.handle(request).await;
+        assert_eq!(u64::from(response.status().as_u16()), want, "{name}");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store", "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} events checked");
+}
+
+#[test]
+fn a_cidr_style_source_ip_is_read_as_its_address() {
+    let text = std::fs::read_to_string(events_dir().join("request-reset.json")).expect("event");
+    let text = text.replace("198.51.100.7", "192.0.2.1/32");
+    let request = lambda_http::request::from_str(&text).expect("event");
+    assert_eq!(client_ip(&request), Some("192.0.2.1".parse().expect("ip")));
+}
