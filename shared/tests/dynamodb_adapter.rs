@@ -22,7 +22,9 @@ async fn fresh_store() -> DynamoStore {
     let moto = support::moto();
     let client = support::dynamodb_client(&moto.url);
     let table = support::unique_name("pwreset");
-    dynamodb::create_table(&client, &table).await.expect("table created");
+    dynamodb::create_table(&client, &table)
+        .await
+        .expect("table created");
     DynamoStore::new(client, table)
 }
 
@@ -40,7 +42,10 @@ fn key(raw: &str) -> EmailKey {
 }
 
 /// Every item of the table whose `pk` starts with `prefix`.
-async fn items_with_prefix(store: &DynamoStore, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
+async fn items_with_prefix(
+    store: &DynamoStore,
+    prefix: &str,
+) -> Vec<HashMap<String, AttributeValue>> {
     let mut found = Vec::new();
     let mut start = None;
     loop {
@@ -108,10 +113,20 @@ async fn create_table_is_idempotent_and_turns_on_ttl() {
 #[tokio::test]
 async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
     let store = fresh_store().await;
-    let mike = user("Mike@Example.org", Some("$argon2id$v=19$m=19456,t=2,p=1$abc$def"), true);
-    assert_eq!(store.insert(&mike).await.expect("insert"), InsertOutcome::Inserted);
+    let mike = user(
+        "Mike@Example.org",
+        Some("$argon2id$v=19$m=19456,t=2,p=1$abc$def"),
+        true,
+    );
+    assert_eq!(
+        store.insert(&mike).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
 
-    assert_eq!(store.find_by_uid(&mike.uid).await.expect("by uid"), Some(mike.clone()));
+    assert_eq!(
+        store.find_by_uid(&mike.uid).await.expect("by uid"),
+        Some(mike.clone())
+    );
     // Found under its normalised key, including a look-alike that normalises to it; the
     // stored address keeps its case.
     for raw in ["mike@example.org", "ＭＩＫＥ@EXAMPLE.ORG"] {
@@ -119,20 +134,53 @@ async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
         assert_eq!(found.as_ref(), Some(&mike), "{raw}");
         assert_eq!(found.expect("found").email.as_str(), "Mike@Example.org");
     }
-    assert_eq!(store.find_by_email_key(&key("m\u{131}ke@example.org")).await.expect("lookup"), None);
-    assert_eq!(store.find_by_email_key(&key("nobody@example.org")).await.expect("lookup"), None);
-    assert_eq!(store.find_by_uid(&UserId::generate()).await.expect("lookup"), None);
+    assert_eq!(
+        store
+            .find_by_email_key(&key("m\u{131}ke@example.org"))
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_email_key(&key("nobody@example.org"))
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_uid(&UserId::generate())
+            .await
+            .expect("lookup"),
+        None
+    );
 
     // A second account for the same key is refused, and the first one is untouched.
     let twin = user("MIKE@example.ORG", Some("$argon2id$other"), true);
-    assert_eq!(store.insert(&twin).await.expect("insert"), InsertOutcome::EmailTaken);
+    assert_eq!(
+        store.insert(&twin).await.expect("insert"),
+        InsertOutcome::EmailTaken
+    );
     assert_eq!(store.find_by_uid(&twin.uid).await.expect("by uid"), None);
-    assert_eq!(store.find_by_email_key(&key("mike@example.org")).await.expect("by key"), Some(mike));
+    assert_eq!(
+        store
+            .find_by_email_key(&key("mike@example.org"))
+            .await
+            .expect("by key"),
+        Some(mike)
+    );
 
     // No password and inactive round-trip as they are.
     let bare = user("bare@example.org", None, false);
-    assert_eq!(store.insert(&bare).await.expect("insert"), InsertOutcome::Inserted);
-    assert_eq!(store.find_by_uid(&bare.uid).await.expect("by uid"), Some(bare));
+    assert_eq!(
+        store.insert(&bare).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store.find_by_uid(&bare.uid).await.expect("by uid"),
+        Some(bare)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,10 +218,18 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
             ChangeOutcome::Stale => {}
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one change may land, got {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one change may land, got {winners:?}"
+    );
     let winner = winners[0];
 
-    let stored = store.find_by_uid(&mike.uid).await.expect("lookup").expect("user");
+    let stored = store
+        .find_by_uid(&mike.uid)
+        .await
+        .expect("lookup")
+        .expect("user");
     assert_eq!(
         stored.password_hash,
         Some(PasswordHash::new(format!("$argon2id$v=19$new-{winner}")))
@@ -192,15 +248,30 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
         uid: mike.uid.clone(),
         expected: old,
         new: PasswordHash::new("$argon2id$v=19$late"),
-        notice: OutboxJob::PasswordChanged { uid: mike.uid.clone(), changed_at: 99 },
+        notice: OutboxJob::PasswordChanged {
+            uid: mike.uid.clone(),
+            changed_at: 99,
+        },
     };
-    assert_eq!(store.commit_password_change(&late).await.expect("commit"), ChangeOutcome::Stale);
+    assert_eq!(
+        store.commit_password_change(&late).await.expect("commit"),
+        ChangeOutcome::Stale
+    );
     assert_eq!(outbox_jobs(&store).await.len(), 1);
-    assert_eq!(store.find_by_uid(&mike.uid).await.expect("lookup"), Some(stored));
+    assert_eq!(
+        store.find_by_uid(&mike.uid).await.expect("lookup"),
+        Some(stored)
+    );
 
     // So is a change for a user that does not exist.
-    let ghost = PasswordChange { uid: UserId::generate(), ..late };
-    assert_eq!(store.commit_password_change(&ghost).await.expect("commit"), ChangeOutcome::Stale);
+    let ghost = PasswordChange {
+        uid: UserId::generate(),
+        ..late
+    };
+    assert_eq!(
+        store.commit_password_change(&ghost).await.expect("commit"),
+        ChangeOutcome::Stale
+    );
     assert_eq!(outbox_jobs(&store).await.len(), 1);
 }
 
@@ -213,9 +284,15 @@ async fn a_change_against_a_user_without_password_is_stale() {
         uid: bare.uid.clone(),
         expected: PasswordHash::new(""),
         new: PasswordHash::new("$argon2id$new"),
-        notice: OutboxJob::PasswordChanged { uid: bare.uid.clone(), changed_at: 1 },
+        notice: OutboxJob::PasswordChanged {
+            uid: bare.uid.clone(),
+            changed_at: 1,
+        },
     };
-    assert_eq!(store.commit_password_change(&change).await.expect("commit"), ChangeOutcome::Stale);
+    assert_eq!(
+        store.commit_password_change(&change).await.expect("commit"),
+        ChangeOutcome::Stale
+    );
     assert!(outbox_jobs(&store).await.is_empty());
 }
 
@@ -259,7 +336,10 @@ async fn enqueued_jobs_reach_the_table_stream() {
         .send()
         .await
         .expect("describe stream");
-    let shards = stream.stream_description().map(|d| d.shards()).unwrap_or_default();
+    let shards = stream
+        .stream_description()
+        .map(|d| d.shards())
+        .unwrap_or_default();
     assert!(!shards.is_empty(), "the stream has a shard");
     let mut inserts = Vec::new();
     for shard in shards {
@@ -278,7 +358,9 @@ async fn enqueued_jobs_reach_the_table_stream() {
             .await
             .expect("records");
         for record in records.records() {
-            let Some(change) = record.dynamodb() else { continue };
+            let Some(change) = record.dynamodb() else {
+                continue;
+            };
             let image = change.new_image().expect("NEW_IMAGE view");
             let pk = match image.get("pk") {
                 Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(pk)) => pk.clone(),
@@ -300,14 +382,24 @@ async fn enqueued_jobs_reach_the_table_stream() {
 #[tokio::test]
 async fn rate_limits_count_per_bucket_and_window() {
     let store = fresh_store().await;
-    let limit = RateLimit { max: 3, window: Duration::from_secs(60) };
+    let limit = RateLimit {
+        max: 3,
+        window: Duration::from_secs(60),
+    };
     let now = 1_700_000_010; // 50 s before its window ends
     let (_, expected_retry) = limit.window_at(now);
     for _ in 0..3 {
-        assert_eq!(store.hit("ip#192.0.2.1", &limit, now).await.expect("hit"), RateDecision::Allowed);
+        assert_eq!(
+            store.hit("ip#192.0.2.1", &limit, now).await.expect("hit"),
+            RateDecision::Allowed
+        );
     }
     for _ in 0..2 {
-        match store.hit("ip#192.0.2.1", &limit, now + 5).await.expect("hit") {
+        match store
+            .hit("ip#192.0.2.1", &limit, now + 5)
+            .await
+            .expect("hit")
+        {
             RateDecision::Limited { retry_after_secs } => {
                 assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
                 assert_eq!(retry_after_secs, expected_retry - 5);
@@ -316,8 +408,17 @@ async fn rate_limits_count_per_bucket_and_window() {
         }
     }
     // Another bucket and the next window count from zero.
-    assert_eq!(store.hit("ip#192.0.2.2", &limit, now).await.expect("hit"), RateDecision::Allowed);
-    assert_eq!(store.hit("ip#192.0.2.1", &limit, now + 60).await.expect("hit"), RateDecision::Allowed);
+    assert_eq!(
+        store.hit("ip#192.0.2.2", &limit, now).await.expect("hit"),
+        RateDecision::Allowed
+    );
+    assert_eq!(
+        store
+            .hit("ip#192.0.2.1", &limit, now + 60)
+            .await
+            .expect("hit"),
+        RateDecision::Allowed
+    );
 
     // Counters expire (TTL) after their window ends.
     let counters = items_with_prefix(&store, dynamodb::LIMIT_PREFIX).await;
@@ -346,7 +447,10 @@ async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
         .send()
         .await
         .expect("put");
-    assert!(matches!(store.find_by_uid(&uid).await, Err(StoreError::Fault(_))));
+    assert!(matches!(
+        store.find_by_uid(&uid).await,
+        Err(StoreError::Fault(_))
+    ));
 
     let missing = DynamoStore::new(store.client.clone(), support::unique_name("no-such-table"));
     let result = missing.find_by_email_key(&key("mike@example.org")).await;
@@ -359,10 +463,16 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     let store = DynamoStore::new(client, "pwreset");
     let started = Instant::now();
     let result = store.find_by_email_key(&key("mike@example.org")).await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
     let uid = UserId::generate();
     let result = store.find_by_uid(&uid).await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
     let result = store
         .commit_password_change(&PasswordChange {
             uid: uid.clone(),
@@ -371,20 +481,98 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
             notice: OutboxJob::PasswordChanged { uid, changed_at: 1 },
         })
         .await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
     let result = store
-        .enqueue(OutboxJob::ResetRequested { email_key: key("mike@example.org"), requested_at: 1 })
+        .enqueue(OutboxJob::ResetRequested {
+            email_key: key("mike@example.org"),
+            requested_at: 1,
+        })
         .await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
-    let limit = RateLimit { max: 1, window: Duration::from_secs(60) };
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let limit = RateLimit {
+        max: 1,
+        window: Duration::from_secs(60),
+    };
     let result = store.hit("ip#192.0.2.1", &limit, 1_700_000_000).await;
-    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(10), "five calls took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "five calls took {elapsed:?}"
+    );
 
     // The messages name the failure, never the data.
-    let Err(StoreError::Unavailable(message)) = store.find_by_email_key(&key("mike@example.org")).await else {
+    let Err(StoreError::Unavailable(message)) =
+        store.find_by_email_key(&key("mike@example.org")).await
+    else {
         panic!("unavailable");
     };
     assert!(!message.contains("mike"), "{message}");
+}
+
+#[tokio::test]
+async fn create_table_tolerates_a_dynamodb_without_ttl() {
+    // dynalite has no TTL (and keeps new tables CREATING for a while): the table is still
+    // created and usable, with a warning instead of an error.
+    let client = support::dynamodb_client(&support::dynalite().url);
+    let table = support::unique_name("pwreset");
+    dynamodb::create_table(&client, &table)
+        .await
+        .expect("created without TTL");
+    dynamodb::create_table(&client, &table)
+        .await
+        .expect("and again");
+    let store = DynamoStore::new(client, table);
+    let limit = RateLimit {
+        max: 1,
+        window: Duration::from_secs(60),
+    };
+    assert_eq!(
+        store
+            .hit("ip#192.0.2.1", &limit, 1_700_000_000)
+            .await
+            .expect("hit"),
+        RateDecision::Allowed
+    );
+    assert!(matches!(
+        store
+            .hit("ip#192.0.2.1", &limit, 1_700_000_001)
+            .await
+            .expect("hit"),
+        RateDecision::Limited { .. }
+    ));
+    store
+        .enqueue(OutboxJob::ResetRequested {
+            email_key: key("mike@example.org"),
+            requested_at: 1,
+        })
+        .await
+        .expect("enqueue");
+    assert_eq!(outbox_jobs(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_times_out_as_unavailable() {
+    let store = DynamoStore::new(
+        support::dynamodb_client(&support::silent_endpoint()),
+        "pwreset",
+    );
+    let started = Instant::now();
+    let result = store.find_by_email_key(&key("mike@example.org")).await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let elapsed = started.elapsed();
+    // The operation timeout (5 s) bounds the call, retries included.
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
 }

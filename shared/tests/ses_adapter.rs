@@ -48,11 +48,17 @@ async fn mail_reaches_aws_ses_v2_local_with_both_parts() {
     };
     let found = find(&subject);
     assert_eq!(found["from"], FROM);
-    assert_eq!(found["destination"]["to"], serde_json::json!(["Mike@Example.org"]));
+    assert_eq!(
+        found["destination"]["to"],
+        serde_json::json!(["Mike@Example.org"])
+    );
     assert_eq!(found["body"]["text"], sent.text.as_str());
     assert_eq!(found["body"]["html"], sent.html.as_deref().expect("html"));
     let found = find(&format!("{subject} (text)"));
-    assert_eq!(found["destination"]["to"], serde_json::json!(["other@example.org"]));
+    assert_eq!(
+        found["destination"]["to"],
+        serde_json::json!(["other@example.org"])
+    );
     assert_eq!(found["body"]["text"], text_only.text.as_str());
     assert!(found["body"]["html"].is_null());
 }
@@ -67,19 +73,31 @@ async fn mail_goes_through_moto_once_the_sender_is_verified() {
     match result {
         Err(MailError::Rejected(message)) => {
             assert!(message.contains("MessageRejected"), "{message}");
-            assert!(!message.contains("unverified.example"), "no addresses in errors: {message}");
+            assert!(
+                !message.contains("unverified.example"),
+                "no addresses in errors: {message}"
+            );
         }
         other => panic!("expected a rejection, got {other:?}"),
     }
 
     // Verify the sender (tests share one moto: an existing identity is fine).
-    let created = client.create_email_identity().email_identity(FROM).send().await;
+    let created = client
+        .create_email_identity()
+        .email_identity(FROM)
+        .send()
+        .await;
     if let Err(err) = created {
-        let exists = err.as_service_error().is_some_and(|e| e.is_already_exists_exception());
+        let exists = err
+            .as_service_error()
+            .is_some_and(|e| e.is_already_exists_exception());
         assert!(exists, "create identity: {err:?}");
     }
     let mailer = SesMailer::new(client, FROM, None);
-    mailer.send(&mail("mike@example.org", "Reset your password")).await.expect("sent");
+    mailer
+        .send(&mail("mike@example.org", "Reset your password"))
+        .await
+        .expect("sent");
 }
 
 #[tokio::test]
@@ -92,5 +110,26 @@ async fn an_unreachable_mail_service_is_transient_promptly() {
         Err(MailError::Transient(message)) => assert!(!message.contains("mike"), "{message}"),
         other => panic!("expected a transient failure, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_hung_mail_service_times_out_as_transient() {
+    let mailer = SesMailer::new(
+        support::sesv2_client(&support::silent_endpoint()),
+        FROM,
+        None,
+    );
+    let started = Instant::now();
+    let result = mailer.send(&mail("mike@example.org", "hello")).await;
+    assert!(matches!(result, Err(MailError::Transient(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -67,7 +67,9 @@ fn find_tool(env: &str, cached: &str, name: &str) -> PathBuf {
         return cached;
     }
     on_path(name).unwrap_or_else(|| {
-        panic!("{name} not found (set {env}, or run scripts/install-tools to install it into .cache/)")
+        panic!(
+            "{name} not found (set {env}, or run scripts/install-tools to install it into .cache/)"
+        )
     })
 }
 
@@ -81,6 +83,19 @@ fn free_port() -> u16 {
 /// A loopback port nothing listens on (connections are refused at once).
 pub fn closed_port() -> u16 {
     free_port()
+}
+
+/// A loopback endpoint that accepts connections and never answers (a hung service).
+pub fn silent_endpoint() -> String {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a loopback listener");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Runs `program args…` under a bash watchdog that kills it when this test process (or the
@@ -139,14 +154,65 @@ fn start(name: &'static str, program: &Path, args: impl Fn(u16) -> Vec<String>) 
     panic!("{name} did not start listening; its last output:\n{last_log}");
 }
 
-/// One `moto_server` per test binary.
+/// moto (5.2) does not isolate concurrent transactions: a cancelled TransactWriteItems
+/// restores a snapshot of the whole table taken before it ran, wiping whatever a concurrent
+/// transaction committed meanwhile (seen here: two winners of one conditional update under
+/// CPU load). DynamoDB serialises conflicting transactions, so we make moto do the same:
+/// its WSGI app runs under one lock (requests are still read and written concurrently).
+const SERIALISED_MOTO: &str = r#"
+import sys, threading
+import moto.server as server
+_run_simple = server.run_simple
+def run_simple(host, port, app, **kwargs):
+    lock = threading.Lock()
+    def serialised(environ, start_response):
+        with lock:
+            return list(app(environ, start_response))
+    return _run_simple(host, port, serialised, **kwargs)
+server.run_simple = run_simple
+server.main(sys.argv[1:])
+"#;
+
+/// The interpreter named by a Python script's `#!` line (pip's entry points have one).
+fn python_of(script: &Path) -> Option<Vec<String>> {
+    let text = std::fs::read(script).ok()?;
+    let first = text.split(|b| *b == b'\n').next()?;
+    let first = std::str::from_utf8(first).ok()?.strip_prefix("#!")?;
+    let parts: Vec<String> = first.split_whitespace().map(str::to_owned).collect();
+    (parts.iter().any(|p| p.contains("python"))).then_some(parts)
+}
+
+/// One `moto_server` per test binary (serialised, see [`SERIALISED_MOTO`], when it is a
+/// Python entry point; as it is otherwise).
 pub fn moto() -> &'static Emulator {
     static MOTO: OnceLock<Emulator> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let bin = find_tool("MOTO_SERVER_BIN", ".cache/venv/bin/moto_server", "moto_server");
-        start("moto", &bin, |port| {
-            vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]
-        })
+        let bin = find_tool(
+            "MOTO_SERVER_BIN",
+            ".cache/venv/bin/moto_server",
+            "moto_server",
+        );
+        let address = |port: u16| {
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]
+        };
+        match python_of(&bin) {
+            Some(python) => {
+                let (program, prefix) = python.split_first().expect("a #! line names a program");
+                let prefix = prefix.to_vec();
+                start("moto", Path::new(program), move |port| {
+                    let mut args = prefix.clone();
+                    args.extend(["-c".to_owned(), SERIALISED_MOTO.to_owned()]);
+                    args.extend(address(port));
+                    args
+                })
+            }
+            None => start("moto", &bin, address),
+        }
     })
 }
 
@@ -160,7 +226,32 @@ pub fn ses_local() -> &'static Emulator {
             "aws-ses-v2-local",
         );
         start("aws-ses-v2-local", &bin, |port| {
-            vec!["--host".into(), "127.0.0.1".into(), "--port".into(), port.to_string()]
+            vec![
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+            ]
+        })
+    })
+}
+
+/// One `dynalite` per test binary: a DynamoDB without transactions or TTL.
+pub fn dynalite() -> &'static Emulator {
+    static DYNALITE: OnceLock<Emulator> = OnceLock::new();
+    DYNALITE.get_or_init(|| {
+        let bin = find_tool(
+            "DYNALITE_BIN",
+            ".cache/node/node_modules/.bin/dynalite",
+            "dynalite",
+        );
+        start("dynalite", &bin, |port| {
+            vec![
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+            ]
         })
     })
 }
