@@ -1,0 +1,479 @@
+//! Lambda mode end to end: the three real binaries under `cargo lambda watch -A 127.0.0.1`
+//! (cargo-lambda's runtime emulator), DynamoDB on moto and SES v2 on aws-ses-v2-local, all
+//! on loopback, started here and stopped by PID. The stream step is driven by invoking
+//! `send-reset-email` with stream records built from the outbox items in the table.
+
+#[path = "../../shared/tests/support/mod.rs"]
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use pwreset_blackbox::{link_parts, workspace_root};
+use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
+use pwreset_core::domain::{EmailAddress, User, UserId};
+use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::ports::UserRepository as _;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const TOKEN_KEYS: &str = "bGFtYmRhLW1vZGUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE=";
+const STRONG: &str = "violin kettle mango quartz";
+
+fn cargo_lambda() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CARGO_LAMBDA_BIN") {
+        return bin.into();
+    }
+    let cached = workspace_root().join(".cache/venv/bin/cargo-lambda");
+    if cached.is_file() {
+        return cached;
+    }
+    PathBuf::from("cargo-lambda")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `cargo lambda watch` and everything it started, in one process group killed on drop.
+struct Watch {
+    child: Child,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+struct Stack {
+    watch: Watch,
+    table: String,
+    store: DynamoStore,
+    dynamodb: aws_sdk_dynamodb::Client,
+    ses_url: String,
+    http: reqwest::Client,
+    delivered: Mutex<HashSet<String>>,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let moto = support::moto();
+        let ses = support::ses_local();
+        let table = support::unique_name("lambda-e2e");
+        let dynamodb = support::dynamodb_client(&moto.url);
+        create_table(&dynamodb, &table).await.expect("create table");
+        let port = free_port();
+        let env: Vec<(String, String)> = [
+            ("TABLE_NAME", table.as_str()),
+            ("TOKEN_KEYS", TOKEN_KEYS),
+            (
+                "RESET_LINK_TEMPLATE",
+                "https://app.example.com/reset#uid={uid}&token={token}",
+            ),
+            ("MAIL_FROM", "no-reply@example.com"),
+            ("RESET_LIMIT_PER_IP", "1000/1m"),
+            ("RESET_LIMIT_PER_EMAIL", "100/15m"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
+            ("AWS_ENDPOINT_URL_SESV2", ses.url.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("RUST_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let log = std::env::temp_dir().join(format!("pwreset-cargo-lambda-watch-{port}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let mut command = Command::new(cargo_lambda());
+        command
+            .args([
+                "lambda",
+                "watch",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
+            .arg(port.to_string())
+            .args(["--ignore-changes", "--concurrency", "4"])
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .process_group(0);
+        for (key, value) in &env {
+            command.arg("--env-var").arg(format!("{key}={value}"));
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .expect("start cargo lambda watch (run scripts/install-tools)");
+        let watch = Watch { child, port, env };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cargo lambda watch never listened:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Self {
+            store: DynamoStore::new(dynamodb.clone(), table.clone()),
+            watch,
+            table,
+            dynamodb,
+            ses_url: ses.url.clone(),
+            // The first call to each function waits for cargo to build it.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(900))
+                .build()
+                .expect("client"),
+            delivered: Mutex::new(HashSet::new()),
+        }
+    }
+
+    async fn add_user(&self, email: &str, password: &str) -> UserId {
+        let user = User {
+            uid: UserId::generate(),
+            email: EmailAddress::parse(email).expect("valid"),
+            password_hash: Some(
+                PasswordHasher::owasp()
+                    .hash(SecretString::from(password.to_owned()))
+                    .await
+                    .expect("hash"),
+            ),
+            active: true,
+        };
+        self.store.insert(&user).await.expect("insert");
+        user.uid
+    }
+
+    async fn post(&self, function: &str, path: &str, body: &Value) -> (u16, Value, String) {
+        let url = format!(
+            "http://127.0.0.1:{}/lambda-url/{function}{path}",
+            self.watch.port
+        );
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("invoke over HTTP");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    async fn invoke(&self, function: &str, event: &Value) -> Value {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/{function}/invocations",
+            self.watch.port
+        );
+        let response = self
+            .http
+            .post(url)
+            .json(event)
+            .send()
+            .await
+            .expect("invoke");
+        response.json().await.expect("JSON response")
+    }
+
+    /// The stream records DynamoDB would deliver for outbox items not yet delivered.
+    async fn pending_stream_event(&self) -> Value {
+        let scan = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan");
+        let mut delivered = self.delivered.lock().await;
+        let mut records = Vec::new();
+        let mut items: Vec<HashMap<String, AttributeValue>> = scan.items.unwrap_or_default();
+        items.sort_by_key(|item| item.get("created_at").and_then(|v| v.as_n().ok()).cloned());
+        for (seq, item) in items.into_iter().enumerate() {
+            let pk = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .expect("pk")
+                .clone();
+            if !delivered.insert(pk) {
+                continue;
+            }
+            let image: serde_json::Map<String, Value> = item
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    AttributeValue::S(s) => Some((name.clone(), json!({ "S": s }))),
+                    AttributeValue::N(n) => Some((name.clone(), json!({ "N": n }))),
+                    _ => None,
+                })
+                .collect();
+            records.push(json!({
+                "eventID": format!("e{seq}"),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                    "NewImage": image,
+                    "SequenceNumber": format!("{:024}", seq + 1),
+                    "StreamViewType": "NEW_IMAGE"
+                }
+            }));
+        }
+        json!({ "Records": records })
+    }
+
+    async fn deliver_outbox(&self) -> usize {
+        let event = self.pending_stream_event().await;
+        let count = event["Records"].as_array().map_or(0, Vec::len);
+        let response = self.invoke("send-reset-email", &event).await;
+        assert_eq!(response, json!({"batchItemFailures": []}), "stream batch");
+        count
+    }
+
+    async fn mail_to(&self, to: &str) -> Vec<Value> {
+        let store: Value = self
+            .http
+            .get(format!("{}/store", self.ses_url))
+            .send()
+            .await
+            .expect("store")
+            .json()
+            .await
+            .expect("json");
+        store["emails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["destination"]["to"] == json!([to]))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_whole_flow_runs_on_the_lambda_binaries_against_the_emulators() {
+    let stack = Arc::new(Stack::start().await);
+    let address = format!("{}@example.org", support::unique_name("alice"));
+    let uid = stack.add_user(&address, "the old password 1").await;
+
+    // Request: identical answers for an existing and a missing address, one outbox item each.
+    let (status, _, existing) = stack
+        .post(
+            "request-reset",
+            "/password-reset",
+            &json!({ "email": address.to_uppercase() }),
+        )
+        .await;
+    assert_eq!(status, 202, "{existing}");
+    let (status, _, missing) = stack
+        .post(
+            "request-reset",
+            "/password-reset",
+            &json!({"email": "nobody-here@example.org"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(existing, missing);
+    assert_eq!(existing, r#"{"status":"accepted"}"#);
+
+    // Stream step: the outbox items go to send-reset-email; only the account is mailed.
+    assert_eq!(stack.deliver_outbox().await, 2);
+    let mail = stack.mail_to(&address).await;
+    assert_eq!(mail.len(), 1, "one reset mail to the stored address");
+    let text = mail[0]["body"]["text"].as_str().expect("text");
+    assert!(
+        text.contains("https://app.example.com/reset#uid="),
+        "{text}"
+    );
+    assert!(text.contains("expires in 1 hour"));
+    let (link_uid, token) = link_parts(text).expect("link");
+    assert_eq!(link_uid, uid.as_str());
+
+    // Verify has no side effect; a weak password keeps the token usable.
+    for _ in 0..3 {
+        let (status, body, _) = stack
+            .post(
+                "confirm-reset",
+                "/password-reset/verify",
+                &json!({"uid": link_uid, "token": token}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["valid"], true);
+    }
+    let (status, body, _) = stack
+        .post(
+            "confirm-reset",
+            "/password-reset/confirm",
+            &json!({"uid": link_uid, "token": token, "new_password": "password"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "weak_password");
+
+    // 20 concurrent confirms with the one token: exactly one lands.
+    let attempts = (0..20).map(|i| {
+        let (stack, uid, token) = (stack.clone(), link_uid.clone(), token.clone());
+        tokio::spawn(async move {
+            stack
+                .post(
+                    "confirm-reset",
+                    "/password-reset/confirm",
+                    &json!({"uid": uid, "token": token, "new_password": format!("{STRONG} {i}")}),
+                )
+                .await
+        })
+    });
+    let results: Vec<(u16, Value, String)> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    for (status, body, _) in results.iter().filter(|r| r.0 != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(body["code"], "invalid_token");
+    }
+
+    // Replay is refused; the stored hash is the winner's.
+    let winner = results.iter().position(|r| r.0 == 200).expect("a winner");
+    let (status, body, _) = stack
+        .post(
+            "confirm-reset",
+            "/password-reset/confirm",
+            &json!({"uid": link_uid, "token": token, "new_password": "yet another passphrase"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_token"))
+    );
+    let stored = stack
+        .store
+        .find_by_uid(&uid)
+        .await
+        .expect("read")
+        .expect("user");
+    assert!(
+        PasswordHasher::owasp()
+            .verify(
+                SecretString::from(format!("{STRONG} {winner}")),
+                stored.password_hash
+            )
+            .await
+            .expect("verify")
+    );
+
+    // The change wrote exactly one notice; delivered, it says the password changed.
+    assert_eq!(stack.deliver_outbox().await, 1);
+    let mail = stack.mail_to(&address).await;
+    assert_eq!(mail.len(), 2);
+    assert!(
+        mail[1]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("changed")),
+        "{}",
+        mail[1]
+    );
+    assert!(
+        !mail[1]["body"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&token)
+    );
+}
+
+#[tokio::test]
+async fn every_sample_event_gives_its_expected_answer_through_cargo_lambda_invoke() {
+    let stack = Stack::start().await;
+    let events = workspace_root().join("events");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(events.join("expected.json")).expect("expected.json"),
+    )
+    .expect("json");
+    let mut checked = 0;
+    for (name, want) in expected.as_object().expect("object") {
+        let function = if name.starts_with("request-reset") {
+            "request-reset"
+        } else if name.starts_with("outbox") {
+            "send-reset-email"
+        } else {
+            "confirm-reset"
+        };
+        let output = Command::new(cargo_lambda())
+            .args(["lambda", "invoke", function, "--data-file"])
+            .arg(events.join(name))
+            .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
+            .arg(stack.watch.port.to_string())
+            .envs(
+                stack
+                    .watch
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .current_dir(workspace_root())
+            .output()
+            .expect("cargo lambda invoke");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let response: Value =
+            serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{name}: {e}: {stdout}"));
+        match want.as_u64() {
+            Some(status) => {
+                assert_eq!(
+                    response["statusCode"].as_u64(),
+                    Some(status),
+                    "{name}: {response}"
+                );
+                let headers = &response["headers"];
+                assert_eq!(headers["cache-control"], "no-store", "{name}: {response}");
+            }
+            None => assert_eq!(&response, want, "{name}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
+}
