@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Method, StatusCode};
 use pwreset_core::domain::{EmailAddress, EmailKey, User, UserId};
 use pwreset_core::http::{Body, Problem, Request, Response, json_response, read_json};
-use pwreset_core::ports::{InsertOutcome, UserRepository as _};
+use pwreset_core::ports::InsertOutcome;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -74,8 +74,12 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
 }
 
 fn mail(app: &App) -> Result<Response<Body>, Problem> {
-    let messages = app
-        .mailer
+    let Some(mailer) = &app.mailer else {
+        return Err(Problem::not_found().with_detail(
+            "With --backend aws, mail goes out through SES: there is no local mailbox.",
+        ));
+    };
+    let messages = mailer
         .recorder
         .sent()
         .into_iter()
@@ -105,7 +109,7 @@ async fn create_user(app: &App, request: &Request) -> Result<Response<Body>, Pro
         password_hash: Some(hash),
         active: body.active.unwrap_or(true),
     };
-    match app.store.insert(&user).await? {
+    match app.users.insert(&user).await? {
         InsertOutcome::Inserted => Ok(json_response(
             StatusCode::CREATED,
             &Created {
@@ -123,7 +127,7 @@ async fn create_user(app: &App, request: &Request) -> Result<Response<Body>, Pro
 async fn login(app: &App, request: &Request) -> Result<Response<Body>, Problem> {
     let body: Login = read_json(request)?;
     let key = EmailKey::normalise(&body.email).map_err(|_| Problem::invalid_email())?;
-    let user = app.store.find_by_email_key(&key).await?;
+    let user = app.users.find_by_email_key(&key).await?;
     let stored = user.filter(|u| u.active).and_then(|u| u.password_hash);
     let valid = app
         .hasher

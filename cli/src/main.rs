@@ -1,10 +1,13 @@
 //! `pwreset`: the dev server (the embedded default a newcomer runs first) and admin commands.
 
+#[cfg(feature = "aws")]
+mod admin;
 mod dev;
 mod pages;
 mod serve;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -40,6 +43,47 @@ enum Command {
         #[arg(long)]
         no_demo: bool,
     },
+    /// Manage the DynamoDB table (needs the `aws` feature).
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+    /// Manage users in the DynamoDB table (needs the `aws` feature).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Create the table (idempotent): keys, stream, TTL.
+    Create {
+        /// Table name (default: $TABLE_NAME).
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin.
+    Add {
+        email: String,
+        /// Create the user inactive (gets no reset mail).
+        #[arg(long)]
+        inactive: bool,
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Import users from `manage.py dumpdata auth.user` output, keeping their hashes.
+    Import {
+        /// The dumpdata JSON file.
+        #[arg(long, value_name = "DUMPDATA_JSON")]
+        django: PathBuf,
+        #[arg(long)]
+        table: Option<String>,
+    },
 }
 
 fn init_tracing() {
@@ -64,10 +108,10 @@ async fn main() -> std::process::ExitCode {
             no_demo,
         } => match backend {
             Backend::Memory => serve::run(addr, !no_demo).await,
-            Backend::Aws => Err(anyhow::anyhow!(
-                "--backend aws is not available in this build yet; use --backend memory"
-            )),
+            Backend::Aws => run_aws(addr, !no_demo).await,
         },
+        Command::Table { command } => table(command).await,
+        Command::User { command } => user(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -76,4 +120,51 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(not(feature = "aws"))]
+const NEEDS_AWS: &str =
+    "this build has no AWS support: rebuild with `cargo run -p pwreset --features aws -- …`";
+
+#[cfg(feature = "aws")]
+async fn run_aws(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
+    serve::run_aws(addr, demo).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn run_aws(_addr: SocketAddr, _demo: bool) -> anyhow::Result<()> {
+    anyhow::bail!(NEEDS_AWS)
+}
+
+#[cfg(feature = "aws")]
+async fn table(command: TableCommand) -> anyhow::Result<()> {
+    match command {
+        TableCommand::Create { table } => admin::table_create(&admin::table_name(table)?).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add {
+            email,
+            inactive,
+            table,
+        } => admin::user_add(admin::table_name(table)?, &email, inactive).await,
+        UserCommand::Import { django, table } => {
+            admin::user_import_django(admin::table_name(table)?, &django)
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn table(_command: TableCommand) -> anyhow::Result<()> {
+    anyhow::bail!(NEEDS_AWS)
+}
+
+#[cfg(not(feature = "aws"))]
+async fn user(_command: UserCommand) -> anyhow::Result<()> {
+    anyhow::bail!(NEEDS_AWS)
 }

@@ -21,7 +21,7 @@ use pwreset_core::http::{Api, Body, MAX_BODY_BYTES, PathMatch, PeerIp, Problem};
 use pwreset_core::mail::MailComposer;
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{
-    InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock, UserRepository as _,
+    InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock, UserRepository,
 };
 use pwreset_core::service::{ConfirmReset, Deliverer, RequestReset};
 use pwreset_core::token::TokenSigner;
@@ -52,12 +52,21 @@ impl Mailer for ConsoleMailer {
 }
 
 /// Everything a request handler needs.
-#[derive(Debug)]
 pub struct App {
     pub api: Api,
-    pub store: Arc<MemoryStore>,
-    pub mailer: Arc<ConsoleMailer>,
+    pub users: Arc<dyn UserRepository>,
+    /// The console mailer of `--backend memory`; with `--backend aws` mail goes through SES
+    /// from the table's stream and `/_dev/mail` has nothing to show.
+    pub mailer: Option<Arc<ConsoleMailer>>,
     pub hasher: PasswordHasher,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
@@ -112,11 +121,64 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
             Some(Arc::new(confirm)),
             PathMatch::Exact,
         ),
-        store,
-        mailer,
+        users: store,
+        mailer: Some(mailer),
         hasher,
     });
+    let result = serve(listener, app, &config, &base_url, demo).await;
+    worker.abort();
+    result
+}
 
+/// `--backend aws`: the same API over DynamoDB. Requests write outbox items to the table;
+/// the mail goes out from its stream (the deployed `send-reset-email`).
+#[cfg(feature = "aws")]
+pub async fn run_aws(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
+    use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let config = Config::from_env(&Mode::DevServer {
+        base_url: base_url.clone(),
+    })?;
+    let table = pwreset_core::config::required("TABLE_NAME")?;
+    let store = Arc::new(DynamoStore::new(dynamodb_client().await, table));
+    let clock = Arc::new(SystemClock);
+    let hasher = PasswordHasher::owasp();
+    let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
+    let request = RequestReset::new(store.clone(), store.clone(), clock.clone(), config.limits);
+    let confirm = ConfirmReset::new(
+        store.clone(),
+        clock,
+        signer,
+        PasswordPolicy::new(config.min_password_length),
+        hasher.clone(),
+    );
+    let app = Arc::new(App {
+        api: Api::new(
+            Some(Arc::new(request)),
+            Some(Arc::new(confirm)),
+            PathMatch::Exact,
+        ),
+        users: store,
+        mailer: None,
+        hasher,
+    });
+    println!(
+        "--backend aws: mail is sent from the table's stream by send-reset-email, not by this process"
+    );
+    serve(listener, app, &config, &base_url, demo).await
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    config: &Config,
+    base_url: &str,
+    demo: bool,
+) -> anyhow::Result<()> {
+    let bound = listener.local_addr()?;
     if demo {
         seed_demo_user(&app).await?;
     }
@@ -142,7 +204,7 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("server failed")?;
-    worker.abort();
+
     tracing::info!(event = "stopped");
     Ok(())
 }
@@ -156,7 +218,7 @@ async fn seed_demo_user(app: &App) -> anyhow::Result<()> {
         password_hash: Some(app.hasher.hash(password).await?),
         active: true,
     };
-    match app.store.insert(&user).await? {
+    match app.users.insert(&user).await? {
         InsertOutcome::Inserted | InsertOutcome::EmailTaken => Ok(()),
     }
 }

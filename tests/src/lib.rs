@@ -33,11 +33,14 @@ pub fn pwreset_bin() -> PathBuf {
             .expect("test executable lives in target/<profile>/deps");
         let bin = profile_dir.join("pwreset");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pwreset"])
+            .args(["build", "-q", "-p", "pwreset", "--features", "aws"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build -p pwreset");
-        assert!(status.success(), "cargo build -p pwreset failed");
+        assert!(
+            status.success(),
+            "cargo build -p pwreset --features aws failed"
+        );
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
     })

@@ -1,0 +1,215 @@
+//! `pwreset table create`, `user add`, `user import --django` against DynamoDB on moto,
+//! and a reset that replaces an imported Django hash with argon2id.
+
+#[path = "../../shared/tests/support/mod.rs"]
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use pwreset_blackbox::pwreset_bin;
+use pwreset_core::adapters::dynamodb::DynamoStore;
+use pwreset_core::domain::{EmailKey, UserId};
+use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::policy::PasswordPolicy;
+use pwreset_core::ports::{SystemClock, UserRepository as _};
+use pwreset_core::service::ConfirmReset;
+use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
+use secrecy::SecretString;
+
+fn pwreset(moto: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(pwreset_bin())
+        .args(args)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pwreset");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("pwreset finished")
+}
+
+fn key(email: &str) -> EmailKey {
+    EmailKey::normalise(email).expect("valid")
+}
+
+const DJANGO_HASH: &str =
+    "pbkdf2_sha256$600000$c2FsdHNhbHQ$Vn3p8m5o1y6ZkKp0QzQp6yV0b1u9Qk8nX0c2Zx4QmE0=";
+
+#[tokio::test]
+async fn admin_commands_create_the_table_add_and_import_users() {
+    let moto = support::moto();
+    let table = support::unique_name("cli");
+    let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    // Idempotent.
+    assert!(
+        pwreset(&moto.url, &["table", "create", "--table", &table], None)
+            .status
+            .success()
+    );
+
+    let store = DynamoStore::new(support::dynamodb_client(&moto.url), table.clone());
+
+    // user add: password from stdin, never from the command line.
+    let added = pwreset(
+        &moto.url,
+        &["user", "add", "Carol@Example.org", "--table", &table],
+        Some("carol's old password\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let uid = String::from_utf8_lossy(&added.stdout).trim().to_owned();
+    let carol = store
+        .find_by_uid(&UserId::parse(&uid).expect("uid printed"))
+        .await
+        .expect("read")
+        .expect("carol");
+    assert_eq!(carol.email.as_str(), "Carol@Example.org");
+    assert!(
+        PasswordHasher::owasp()
+            .verify(
+                SecretString::from("carol's old password"),
+                carol.password_hash
+            )
+            .await
+            .expect("verify"),
+        "the trailing newline is not part of the password"
+    );
+    let again = pwreset(
+        &moto.url,
+        &["user", "add", "carol@example.org", "--table", &table],
+        Some("x\n"),
+    );
+    assert!(
+        !again.status.success(),
+        "a second user with the same address is refused"
+    );
+
+    // user import --django
+    let dump = serde_json::json!([
+        {"model": "auth.user", "pk": 1, "fields": {"username": "dave", "email": "Dave@Example.org", "password": DJANGO_HASH, "is_active": true}},
+        {"model": "auth.user", "pk": 2, "fields": {"username": "erin", "email": "erin@example.org", "password": "!unusable", "is_active": true}},
+        {"model": "auth.user", "pk": 3, "fields": {"username": "frank", "email": "frank@example.org", "password": DJANGO_HASH, "is_active": false}},
+        {"model": "auth.user", "pk": 4, "fields": {"username": "nomail", "email": "", "password": DJANGO_HASH}},
+        {"model": "auth.user", "pk": 5, "fields": {"username": "dave2", "email": "DAVE@example.org", "password": DJANGO_HASH}},
+        {"model": "auth.user", "pk": 6, "fields": {"username": "bad", "email": "not an address", "password": DJANGO_HASH}},
+        {"model": "auth.group", "pk": 1, "fields": {"name": "staff"}}
+    ]);
+    let path = std::env::temp_dir().join(format!("{table}-dumpdata.json"));
+    std::fs::write(&path, dump.to_string()).expect("write dump");
+    let imported = pwreset(
+        &moto.url,
+        &[
+            "user",
+            "import",
+            "--django",
+            path.to_str().expect("utf-8 path"),
+            "--table",
+            &table,
+        ],
+        None,
+    );
+    let summary = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        summary.contains("imported 3; skipped 1 without e-mail, 1 with an invalid e-mail, 1 duplicate, 1 other objects"),
+        "{summary}"
+    );
+    let dave = store
+        .find_by_email_key(&key("dave@example.org"))
+        .await
+        .expect("read")
+        .expect("dave");
+    assert_eq!(dave.email.as_str(), "Dave@Example.org");
+    assert_eq!(
+        dave.password_hash.as_ref().map(|h| h.as_str()),
+        Some(DJANGO_HASH),
+        "kept as it is"
+    );
+    let frank = store
+        .find_by_email_key(&key("frank@example.org"))
+        .await
+        .expect("read")
+        .expect("frank");
+    assert!(!frank.active);
+    let erin = store
+        .find_by_email_key(&key("erin@example.org"))
+        .await
+        .expect("read")
+        .expect("erin");
+    assert!(
+        erin.resettable_hash().is_none(),
+        "an unusable Django password takes no part in resets"
+    );
+
+    // A reset replaces the imported hash with argon2id.
+    let signer = TokenSigner::new(TokenKeys::generate(), 3600);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = signer.sign(
+        TokenSubject {
+            uid: &dave.uid,
+            email: &dave.email,
+            password_hash: dave.password_hash.as_ref().expect("hash"),
+        },
+        now,
+    );
+    let store = Arc::new(store);
+    let confirm = ConfirmReset::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        signer,
+        PasswordPolicy::default(),
+        PasswordHasher::owasp(),
+    );
+    confirm
+        .confirm(
+            dave.uid.as_str(),
+            token.as_str(),
+            "violin kettle mango quartz",
+        )
+        .await
+        .expect("reset lands");
+    let dave = store
+        .find_by_uid(&dave.uid)
+        .await
+        .expect("read")
+        .expect("dave");
+    assert!(
+        dave.password_hash
+            .as_ref()
+            .is_some_and(|h| h.as_str().starts_with("$argon2id$"))
+    );
+}
+
+#[test]
+fn admin_commands_say_how_to_name_the_table() {
+    let output = Command::new(pwreset_bin())
+        .args(["table", "create"])
+        .env_remove("TABLE_NAME")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TABLE_NAME"));
+}
