@@ -1,4 +1,6 @@
 //! The reference web pages: `GET /` (ask for a link) and `GET /reset` (choose a password).
+//! Plain HTML, CSS and JavaScript embedded in the binary: no build step, no inline script
+//! or style, no remote resources. `tests/browser/flow.mjs` walks them in Chromium.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, StatusCode};
@@ -8,6 +10,7 @@ const INDEX: &str = include_str!("../assets/index.html");
 const RESET: &str = include_str!("../assets/reset.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
+const ICON: &str = include_str!("../assets/favicon.svg");
 
 /// Scripts and styles only from this origin, no inline code, no framing, no referrer: a
 /// reset page holds a live token.
@@ -26,6 +29,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
@@ -36,6 +47,7 @@ pub fn handle(method: &Method, path: &str) -> Option<Response<Body>> {
         "/reset" => asset("text/html; charset=utf-8", RESET),
         "/assets/app.js" => asset("text/javascript; charset=utf-8", SCRIPT),
         "/assets/app.css" => asset("text/css; charset=utf-8", STYLE),
+        "/assets/favicon.svg" | "/favicon.ico" => asset("image/svg+xml", ICON),
         _ => return None,
     };
     if method == Method::GET || method == Method::HEAD {
