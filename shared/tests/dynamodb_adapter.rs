@@ -21,6 +21,7 @@ use pwreset_core::ports::{
 async fn fresh_store() -> DynamoStore {
     let moto = support::moto();
     let client = support::dynamodb_client(&moto.url);
+    support::warm_up_dynamodb(&client).await;
     let table = support::unique_name("pwreset");
     dynamodb::create_table(&client, &table)
         .await
@@ -524,6 +525,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
     // dynalite has no TTL (and keeps new tables CREATING for a while): the table is still
     // created and usable, with a warning instead of an error.
     let client = support::dynamodb_client(&support::dynalite().url);
+    support::warm_up_dynamodb(&client).await;
     let table = support::unique_name("pwreset");
     dynamodb::create_table(&client, &table)
         .await

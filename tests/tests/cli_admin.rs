@@ -50,6 +50,7 @@ const DJANGO_HASH: &str =
 async fn admin_commands_create_the_table_add_and_import_users() {
     let moto = support::moto();
     let table = support::unique_name("cli");
+    support::warm_up_dynamodb(&support::dynamodb_client(&moto.url)).await;
     let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
     assert!(
         created.status.success(),

@@ -79,6 +79,7 @@ impl Stack {
         let ses = support::ses_local();
         let table = support::unique_name("lambda-e2e");
         let dynamodb = support::dynamodb_client(&moto.url);
+        support::warm_up_dynamodb(&dynamodb).await;
         create_table(&dynamodb, &table).await.expect("create table");
         let port = free_port();
         let env: Vec<(String, String)> = [

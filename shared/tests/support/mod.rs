@@ -302,3 +302,19 @@ pub fn sesv2_client(endpoint: &str) -> aws_sdk_sesv2::Client {
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::rng().random::<u64>())
 }
+
+/// Waits until moto answers DynamoDB calls: its first request imports the backend, which
+/// on a loaded 2-core machine can take longer than the adapters' 5 s operation timeout.
+pub async fn warm_up_dynamodb(client: &aws_sdk_dynamodb::Client) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match client.list_tables().limit(1).send().await {
+            Ok(_) => return,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("waiting for moto's DynamoDB: {err:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("moto's DynamoDB never answered: {err:?}"),
+        }
+    }
+}
