@@ -257,11 +257,31 @@ async fn read_capped(body: AxumBody) -> Result<Vec<u8>, Problem> {
             let room = (MAX_BODY_BYTES + 1).saturating_sub(bytes.len());
             bytes.extend_from_slice(&data[..data.len().min(room)]);
             if bytes.len() > MAX_BODY_BYTES {
+                drain(body).await;
                 break;
             }
         }
     }
     Ok(bytes)
+}
+
+/// After an oversized body, read and discard a bounded amount more (at most 1 MiB, for at
+/// most 2 s) so an ordinary client that is still sending sees the 413 instead of a broken
+/// pipe; anything bigger or slower gets the answer and a closed connection.
+async fn drain(mut body: AxumBody) {
+    const DRAIN_BYTES: usize = 1024 * 1024;
+    let mut discarded = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                discarded += data.len();
+                if discarded > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 fn to_axum(response: http::Response<Body>) -> AxumResponse {
