@@ -1,4 +1,5 @@
-//! The reference web pages: `GET /` (ask for a link) and `GET /reset` (choose a password).
+//! The reference web pages: `GET /` (ask for a link) and `GET /reset` (choose a password),
+//! and the API's OpenAPI document at `GET /openapi.json`.
 //! Plain HTML, CSS and JavaScript embedded in the binary: no build step, no inline script
 //! or style, no remote resources. `tests/browser/flow.mjs` walks them in Chromium.
 
@@ -11,6 +12,8 @@ const RESET: &str = include_str!("../assets/reset.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
 const ICON: &str = include_str!("../assets/favicon.svg");
+/// The repository's `openapi.yaml` as JSON (converted by `build.rs`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// Scripts and styles only from this origin, no inline code, no framing, no referrer: a
 /// reset page holds a live token.
@@ -48,6 +51,7 @@ pub fn handle(method: &Method, path: &str) -> Option<Response<Body>> {
         "/assets/app.js" => asset("text/javascript; charset=utf-8", SCRIPT),
         "/assets/app.css" => asset("text/css; charset=utf-8", STYLE),
         "/assets/favicon.svg" | "/favicon.ico" => asset("image/svg+xml", ICON),
+        "/openapi.json" => asset("application/json", OPENAPI_JSON),
         _ => return None,
     };
     if method == Method::GET || method == Method::HEAD {

@@ -266,6 +266,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends a request and reads the whole answer.
+    pub async fn read(request: reqwest::RequestBuilder) -> Self {
+        Self::from(request.send().await.expect("request sent")).await
+    }
+
     async fn from(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();

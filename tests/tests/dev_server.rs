@@ -544,7 +544,9 @@ async fn the_per_address_limit_is_silent_and_alike_for_missing_addresses() {
 
 #[tokio::test]
 async fn no_token_password_or_hash_appears_in_the_logs() {
-    let server = DevServer::start(&[]);
+    // DevServer runs every test at RUST_LOG=debug; configured keys must not print either.
+    const KEY: &str = "bG9nLWF1ZGl0LWtleS1vZi1hdC1sZWFzdC0zMi1ieXRlcyE=";
+    let server = DevServer::start(&[("TOKEN_KEYS", KEY)]);
     let uid = server.create_user("alice@example.org", OLD, true).await;
     let (_, token) = server.reset_link("alice@example.org").await;
     server.confirm(&uid, &token, "123").await;
@@ -557,7 +559,14 @@ async fn no_token_password_or_hash_appears_in_the_logs() {
         logs.contains("event=\"request\"") || logs.contains("request"),
         "logs were captured: {logs}"
     );
-    for secret in [token.as_str(), OLD, STRONG, "$argon2id$"] {
+    for secret in [
+        token.as_str(),
+        OLD,
+        STRONG,
+        "$argon2id$",
+        KEY,
+        "log-audit-key",
+    ] {
         assert!(
             !logs.contains(secret),
             "{secret:?} leaked into the logs:\n{logs}"
@@ -571,7 +580,7 @@ async fn no_token_password_or_hash_appears_in_the_logs() {
         let closed = before.rfind("----- end of mail -----");
         assert!(opened > closed, "token printed outside a mail body");
     }
-    for secret in [OLD, STRONG, "$argon2id$"] {
+    for secret in [OLD, STRONG, "$argon2id$", KEY, "log-audit-key"] {
         assert!(!stdout.contains(secret), "{secret:?} printed");
     }
 }

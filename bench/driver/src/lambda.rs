@@ -1,0 +1,516 @@
+//! P4 (cold start) and P6 (peak RSS) of the Lambda binaries under cargo-lambda's runtime
+//! emulator (`cargo lambda watch --only-lambda-apis`), DynamoDB on moto, SES v2 on
+//! aws-ses-v2-local.
+//!
+//! `--only-lambda-apis` makes the emulator serve the Runtime API and the invoke endpoints
+//! without starting functions itself, so this driver starts each binary as a fresh
+//! process pointed at `http://127.0.0.1:<port>/.rt/<function>`. That lets it time exactly
+//! one thing, the same way for every binary:
+//!
+//!   t0: immediately before `fork/exec` of the binary — the invocation is already queued
+//!       in the emulator (sent 100 ms earlier; the emulator holds it until a runtime polls);
+//!   t1: the driver has the complete invoke response from the emulator.
+//!
+//! So t1 − t0 is process start, `main`'s start-up (configuration, SDK clients, the
+//! runtime's first poll), the handler, and the response's trip back through the emulator.
+//! No cargo build or cargo freshness check is inside the interval.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
+use pwreset_core::adapters::{retry_config, timeout_config};
+use pwreset_core::domain::{EmailAddress, User, UserId};
+use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::ports::UserRepository as _;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::serve::link_parts;
+use crate::stats::{median, ms, quantile, vm_hwm_kib};
+
+const TOKEN_KEYS: &str = "YmVuY2gtbW9kZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nLCBvaw==";
+const HELLO: &str = "hello-lambda";
+const FUNCTIONS: [&str; 3] = ["request-reset", "confirm-reset", "send-reset-email"];
+
+#[derive(Debug)]
+pub struct Setup {
+    pub bin_dir: PathBuf,
+    pub watch_port: u16,
+    pub moto: String,
+    pub ses: String,
+    pub reps: usize,
+}
+
+/// A function process we started; killed by PID on drop.
+#[derive(Debug)]
+struct Function {
+    child: Child,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a case invokes its function.
+#[derive(Debug, Clone)]
+enum Invoke {
+    /// A function URL request through `/lambda-url/<function><path>`.
+    Http {
+        path: &'static str,
+        body: Value,
+        status: u16,
+    },
+    /// A raw event through `/2015-03-31/functions/<function>/invocations`.
+    Raw { event: Value, expect: Value },
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    label: String,
+    function: &'static str,
+    invoke: Invoke,
+}
+
+struct Bench {
+    setup: Setup,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    delivered: HashSet<String>,
+    log_dir: PathBuf,
+}
+
+fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "pwreset-bench",
+        ))
+        .endpoint_url(endpoint)
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+impl Bench {
+    fn spawn(&self, function: &str) -> anyhow::Result<Function> {
+        let log = self.log_dir.join(format!("pwreset-bench-{function}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let runtime_api = format!("http://127.0.0.1:{}/.rt/{function}", self.setup.watch_port);
+        let child = Command::new(self.setup.bin_dir.join(function))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function}"),
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {function} (built? see scripts/bench)"))?;
+        Ok(Function { child })
+    }
+
+    /// Sends one invocation and checks the answer; returns the response body.
+    async fn invoke(&self, function: &str, invoke: &Invoke) -> anyhow::Result<String> {
+        let port = self.setup.watch_port;
+        match invoke {
+            Invoke::Http { path, body, status } => {
+                let response = self
+                    .http
+                    .post(format!(
+                        "http://127.0.0.1:{port}/lambda-url/{function}{path}"
+                    ))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await?;
+                let got = response.status().as_u16();
+                let text = response.text().await?;
+                if got != *status {
+                    bail!("{function} {path}: want {status}, got {got} {text}");
+                }
+                Ok(text)
+            }
+            Invoke::Raw { event, expect } => {
+                let response = self
+                    .http
+                    .post(format!(
+                        "http://127.0.0.1:{port}/2015-03-31/functions/{function}/invocations"
+                    ))
+                    .json(event)
+                    .send()
+                    .await?;
+                let text = response.text().await?;
+                let got: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if &got != expect {
+                    bail!("{function}: want {expect}, got {text}");
+                }
+                Ok(text)
+            }
+        }
+    }
+
+    /// One cold start: queue the invocation, start a fresh process, time to the answer.
+    async fn cold_start(&self, case: &Case) -> anyhow::Result<f64> {
+        let this: &Self = self;
+        let request = this.invoke(case.function, &case.invoke);
+        let timed = async {
+            // Let the invocation reach the emulator's queue before the process exists.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let start = Instant::now();
+            let process = this.spawn(case.function)?;
+            Ok::<_, anyhow::Error>((start, process))
+        };
+        let (answer, started) = tokio::join!(request, timed);
+        let end = Instant::now();
+        let (start, process) = started?;
+        answer.with_context(|| case.label.clone())?;
+        drop(process);
+        Ok(ms(end - start))
+    }
+
+    /// Stream records for outbox items not yet delivered, as DynamoDB Streams sends them.
+    async fn pending_stream_event(&mut self) -> anyhow::Result<(Value, usize)> {
+        let scan = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let mut items: Vec<HashMap<String, AttributeValue>> = scan.items.unwrap_or_default();
+        items.sort_by_key(|item| item.get("created_at").and_then(|v| v.as_n().ok()).cloned());
+        let mut records = Vec::new();
+        for (seq, item) in items.into_iter().enumerate() {
+            let pk = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .context("outbox pk")?
+                .clone();
+            if !self.delivered.insert(pk) {
+                continue;
+            }
+            let image: serde_json::Map<String, Value> = item
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    AttributeValue::S(s) => Some((name.clone(), json!({ "S": s }))),
+                    AttributeValue::N(n) => Some((name.clone(), json!({ "N": n }))),
+                    _ => None,
+                })
+                .collect();
+            records.push(json!({
+                "eventID": format!("e{seq}"),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                    "NewImage": image,
+                    "SequenceNumber": format!("{:024}", seq + 1),
+                    "StreamViewType": "NEW_IMAGE"
+                }
+            }));
+        }
+        let count = records.len();
+        Ok((json!({ "Records": records }), count))
+    }
+
+    /// Marks every outbox item present now as delivered (earlier cases' items).
+    async fn skip_pending(&mut self) -> anyhow::Result<()> {
+        self.pending_stream_event().await.map(|_| ())
+    }
+
+    async fn deliver(&mut self) -> anyhow::Result<usize> {
+        let (event, count) = self.pending_stream_event().await?;
+        self.invoke(
+            "send-reset-email",
+            &Invoke::Raw {
+                event,
+                expect: json!({"batchItemFailures": []}),
+            },
+        )
+        .await?;
+        Ok(count)
+    }
+
+    async fn mail_to(&self, to: &str) -> anyhow::Result<Vec<Value>> {
+        let store: Value = self
+            .http
+            .get(format!("{}/store", self.setup.ses))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(store["emails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m["destination"]["to"] == json!([to]))
+            .collect())
+    }
+
+    async fn latest_link(&self, to: &str) -> anyhow::Result<(String, String)> {
+        let mail = self.mail_to(to).await?;
+        mail.iter()
+            .rev()
+            .find_map(|m| m["body"]["text"].as_str().and_then(link_parts))
+            .context("a reset link in the mail")
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{nanos:x}")
+}
+
+pub async fn run(setup: Setup) -> anyhow::Result<()> {
+    let dynamodb = dynamodb_client(&setup.moto);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while let Err(err) = dynamodb.list_tables().limit(1).send().await {
+        if Instant::now() > deadline {
+            bail!("moto's DynamoDB never answered: {err:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let table = unique("bench");
+    create_table(&dynamodb, &table)
+        .await
+        .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
+    let env: Vec<(String, String)> = [
+        ("TABLE_NAME", table.as_str()),
+        ("TOKEN_KEYS", TOKEN_KEYS),
+        (
+            "RESET_LINK_TEMPLATE",
+            "https://app.example.com/reset#uid={uid}&token={token}",
+        ),
+        ("MAIL_FROM", "no-reply@example.com"),
+        ("RESET_LIMIT_PER_IP", "off"),
+        ("RESET_LIMIT_PER_EMAIL", "off"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", setup.moto.as_str()),
+        ("AWS_ENDPOINT_URL_SESV2", setup.ses.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("RUST_LOG", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut bench = Bench {
+        env,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        dynamodb: dynamodb.clone(),
+        table: table.clone(),
+        delivered: HashSet::new(),
+        log_dir: std::env::temp_dir(),
+        setup,
+    };
+    let store = DynamoStore::new(dynamodb, table);
+    let address = format!("{}@example.org", unique("alice"));
+    let uid = UserId::generate();
+    let user = User {
+        uid: uid.clone(),
+        email: EmailAddress::parse(&address).map_err(|e| anyhow::anyhow!("{e}"))?,
+        password_hash: Some(
+            PasswordHasher::owasp()
+                .hash(SecretString::from("the old password 1".to_owned()))
+                .await
+                .map_err(|e| anyhow::anyhow!("hash: {e}"))?,
+        ),
+        active: true,
+    };
+    store
+        .insert(&user)
+        .await
+        .map_err(|e| anyhow::anyhow!("insert user: {e}"))?;
+
+    // P6: one long-lived process per function serves a full flow; then read VmHWM.
+    let processes: Vec<(&str, Function)> = FUNCTIONS
+        .iter()
+        .chain([HELLO].iter())
+        .map(|f| bench.spawn(f).map(|p| (*f, p)))
+        .collect::<anyhow::Result<_>>()?;
+    bench
+        .invoke(
+            HELLO,
+            &Invoke::Raw {
+                event: json!({}),
+                expect: json!({"hello": "world"}),
+            },
+        )
+        .await?;
+    let request = |email: &str| Invoke::Http {
+        path: "/password-reset",
+        body: json!({ "email": email }),
+        status: 202,
+    };
+    bench
+        .invoke("request-reset", &request(&address.to_uppercase()))
+        .await?;
+    bench
+        .invoke("request-reset", &request("nobody-here@example.org"))
+        .await?;
+    if bench.deliver().await? != 2 {
+        bail!("expected two outbox items");
+    }
+    let (link_uid, token) = bench.latest_link(&address).await?;
+    if link_uid != uid.as_str() {
+        bail!("the link is for {link_uid}, not {uid}");
+    }
+    let verify = Invoke::Http {
+        path: "/password-reset/verify",
+        body: json!({"uid": link_uid, "token": token}),
+        status: 200,
+    };
+    bench.invoke("confirm-reset", &verify).await?;
+    bench
+        .invoke(
+            "confirm-reset",
+            &Invoke::Http {
+                path: "/password-reset/confirm",
+                body: json!({"uid": link_uid, "token": token, "new_password": "violin kettle mango quartz"}),
+                status: 200,
+            },
+        )
+        .await?;
+    if bench.deliver().await? != 1 {
+        bail!("expected one 'password changed' notice in the outbox");
+    }
+    let mut peaks = serde_json::Map::new();
+    println!(
+        "P6 peak RSS (VmHWM) after a full flow (request x2, stream delivery, verify, confirm, notice delivery)"
+    );
+    for (function, process) in &processes {
+        let kib = vm_hwm_kib(process.child.id());
+        println!(
+            "  {function:18} {} KiB",
+            kib.map_or("?".into(), |k| k.to_string())
+        );
+        peaks.insert((*function).to_owned(), json!(kib));
+    }
+    // A fresh token (the flow's was used) for the verify cold-start case.
+    bench.invoke("request-reset", &request(&address)).await?;
+    bench.deliver().await?;
+    let (link_uid, token) = bench.latest_link(&address).await?;
+    drop(processes);
+
+    // P4: cold starts, every case once per repetition, the order rotating each repetition.
+    let cases = [
+        Case {
+            label: "hello-lambda (echo)".into(),
+            function: HELLO,
+            invoke: Invoke::Raw {
+                event: json!({"n": 1}),
+                expect: json!({"hello": "world"}),
+            },
+        },
+        Case {
+            label: "request-reset, 400 invalid_request (no I/O)".into(),
+            function: "request-reset",
+            invoke: Invoke::Http {
+                path: "/password-reset",
+                body: json!({}),
+                status: 400,
+            },
+        },
+        Case {
+            label: "confirm-reset, 400 invalid_request (no I/O)".into(),
+            function: "confirm-reset",
+            invoke: Invoke::Http {
+                path: "/password-reset/verify",
+                body: json!({}),
+                status: 400,
+            },
+        },
+        Case {
+            label: "send-reset-email, empty batch (no I/O)".into(),
+            function: "send-reset-email",
+            invoke: Invoke::Raw {
+                event: json!({"Records": []}),
+                expect: json!({"batchItemFailures": []}),
+            },
+        },
+        Case {
+            label: "request-reset, 202 missing address (DynamoDB writes)".into(),
+            function: "request-reset",
+            invoke: request("cold-start-nobody@example.org"),
+        },
+        Case {
+            label: "confirm-reset, 200 verify (DynamoDB read)".into(),
+            function: "confirm-reset",
+            invoke: Invoke::Http {
+                path: "/password-reset/verify",
+                body: json!({"uid": link_uid, "token": token}),
+                status: 200,
+            },
+        },
+    ];
+    // One untimed start of each binary first: the page cache holds every binary alike.
+    for case in &cases[..4] {
+        bench.cold_start(case).await?;
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for rep in 0..bench.setup.reps {
+        for k in 0..cases.len() {
+            let index = (k + rep) % cases.len();
+            samples[index].push(bench.cold_start(&cases[index]).await?);
+        }
+    }
+    // The missing-address requests left outbox items; nothing needs delivering.
+    bench.skip_pending().await?;
+    let hello = median(&samples[0]);
+    println!(
+        "P4 cold start, process start -> first response, under cargo lambda watch --only-lambda-apis, {} reps",
+        bench.setup.reps
+    );
+    let mut starts = Vec::new();
+    for (case, times) in cases.iter().zip(&samples) {
+        let m = median(times);
+        println!(
+            "  {:52} median {m:7.2} ms  p90 {:7.2} ms  ratio to hello {:.2}",
+            case.label,
+            quantile(times, 0.9),
+            m / hello
+        );
+        starts.push(json!({"case": case.label, "function": case.function,
+            "median_ms": m, "ratio_to_hello": m / hello, "samples_ms": times}));
+    }
+    println!(
+        "RESULT {}",
+        json!({"p4_cold_start": starts, "p6_lambda_vm_hwm_kib": peaks})
+    );
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `pwreset-bench`: the drivers behind `scripts/bench` (results in bench/RESULTS.md).
+//!
+//! - `load`    P1: request-reset throughput and latency on `pwreset serve`, concurrency 8,
+//!   existing and missing addresses in interleaved rounds.
+//! - `confirm` P3 + P6 (serve): a full confirm over HTTP against one bare argon2id hash,
+//!   interleaved pairs; then the server's peak RSS after those full flows.
+//! - `lambda`  P4 + P6 (Lambda): time from process start to first response of each Lambda
+//!   binary against `hello-lambda`, under cargo-lambda's runtime emulator; then each
+//!   binary's peak RSS after a full flow.
+//!
+//! Every server it starts binds 127.0.0.1 and is stopped by PID. Results are printed for
+//! people and as one `RESULT {json}` line per benchmark for scripts.
+
+mod lambda;
+mod serve;
+mod stats;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "pwreset benchmark drivers (see bench/RESULTS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// P1: POST /password-reset throughput at a fixed concurrency.
+    Load {
+        /// The `pwreset` binary to start (`pwreset serve`, limits off).
+        #[arg(long)]
+        pwreset: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Rounds; each round runs one phase per address kind, order alternating.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// P3 and P6 for `pwreset serve`: confirm over HTTP vs one bare argon2id hash.
+    Confirm {
+        #[arg(long)]
+        pwreset: PathBuf,
+        /// Measured pairs (after the warm-up pairs).
+        #[arg(long, default_value_t = 30)]
+        pairs: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
+    /// P4 and P6 for the Lambda binaries, under `cargo lambda watch --only-lambda-apis`.
+    Lambda {
+        /// Directory holding request-reset, confirm-reset, send-reset-email, hello-lambda.
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
+        #[arg(long)]
+        watch_port: u16,
+        /// moto's URL (DynamoDB).
+        #[arg(long)]
+        moto: String,
+        /// aws-ses-v2-local's URL (SES v2).
+        #[arg(long)]
+        ses: String,
+        /// Repetitions of every cold-start case.
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // One thread for the driver: on a 2-core machine it leaves the other to the server.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Load {
+                pwreset,
+                concurrency,
+                rounds,
+                seconds,
+            } => serve::load(&pwreset, concurrency, rounds, seconds).await,
+            Command::Confirm {
+                pwreset,
+                pairs,
+                warmup,
+            } => serve::confirm(&pwreset, pairs, warmup).await,
+            Command::Lambda {
+                bin_dir,
+                watch_port,
+                moto,
+                ses,
+                reps,
+            } => {
+                lambda::run(lambda::Setup {
+                    bin_dir,
+                    watch_port,
+                    moto,
+                    ses,
+                    reps,
+                })
+                .await
+            }
+        }
+    })
+}
