@@ -3,6 +3,10 @@
 
 Usage: bench/timing_gap.py [path/to/pwreset] [pairs]
 Starts its own server (limits off, demo off) on a free 127.0.0.1 port and stops it by PID.
+
+Lambda mode: with PWRESET_TIMING_URL (e.g. http://127.0.0.1:9000/lambda-url/request-reset)
+and PWRESET_TIMING_EXISTING (an address that has an account there) it starts nothing and
+times that endpoint instead (scripts/bench --only p2l sets both up on the emulators).
 Sends interleaved pairs at concurrency 1 over one keep-alive connection: an existing
 address and a missing one, the order within each pair alternating, and reports the median
 latency of each, the median gap, and the share of pairs where the existing address was
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "pwreset")
@@ -24,13 +29,21 @@ PAIRS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 
 
 def main():
-    env = dict(os.environ, RESET_LIMIT_PER_EMAIL="off", RESET_LIMIT_PER_IP="off", RUST_LOG="warn")
-    server = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--no-demo"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    try:
+    url = os.environ.get("PWRESET_TIMING_URL")
+    server = None
+    if url:
+        parsed = urllib.parse.urlsplit(url)
+        host, port, prefix = parsed.hostname, parsed.port, parsed.path.rstrip("/")
+        existing_email = os.environ["PWRESET_TIMING_EXISTING"]
+    else:
+        env = dict(os.environ, RESET_LIMIT_PER_EMAIL="off", RESET_LIMIT_PER_IP="off", RUST_LOG="warn")
+        server = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--no-demo"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        host, prefix, existing_email = "127.0.0.1", "", "here@example.org"
         port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
         threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-        conn = http.client.HTTPConnection("127.0.0.1", port)
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=300)
 
         def post(path, body):
             data = json.dumps(body)
@@ -40,30 +53,32 @@ def main():
             resp.read()
             return (time.perf_counter_ns() - start) / 1e6, resp.status
 
-        _, status = post("/_dev/users", {"email": "here@example.org", "password": "old password 123"})
-        assert status == 201
+        if server:
+            _, status = post("/_dev/users", {"email": existing_email, "password": "old password 123"})
+            assert status == 201
         for _ in range(200):  # warm up
-            post("/password-reset", {"email": "warm@example.org"})
+            post(prefix + "/password-reset", {"email": "warm@example.org"})
         existing, missing, slower = [], [], 0
         for i in range(PAIRS):
-            order = [("e", "here@example.org"), ("m", f"nobody{i}@example.org")]
+            order = [("e", existing_email), ("m", f"nobody{i}@example.org")]
             if i % 2:
                 order.reverse()
             got = {}
             for kind, email in order:
-                ms, status = post("/password-reset", {"email": email})
+                ms, status = post(prefix + "/password-reset", {"email": email})
                 assert status == 202, status
                 got[kind] = ms
             existing.append(got["e"])
             missing.append(got["m"])
             slower += got["e"] > got["m"]
         me, mm = statistics.median(existing), statistics.median(missing)
-        print(f"binary: {BIN}, pairs: {PAIRS}")
+        print(f"target: {url or BIN}, pairs: {PAIRS}")
         print(f"median existing {me:.4f} ms, median missing {mm:.4f} ms, "
               f"gap {(me - mm) / mm * 100:+.2f} %, existing slower in {slower / PAIRS * 100:.1f} % of pairs")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":

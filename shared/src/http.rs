@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 pub use lambda_http::{Body, Request, Response};
 
 use crate::ports::StoreError;
-use crate::service::{ConfirmError, ConfirmReset, RequestError, RequestReset, VerifyError};
+use crate::service::{ConfirmError, Confirms, RequestError, Requests, VerifyError};
 use crate::token::TokenRejection;
 
 /// Bodies above this are refused before parsing; exactly this much is accepted.
@@ -395,15 +395,15 @@ struct VerifiedBody {
 /// its other routes answer 404.
 #[derive(Debug, Clone)]
 pub struct Api {
-    request: Option<Arc<RequestReset>>,
-    confirm: Option<Arc<ConfirmReset>>,
+    request: Option<Arc<dyn Requests>>,
+    confirm: Option<Arc<dyn Confirms>>,
     matching: PathMatch,
 }
 
 impl Api {
     pub fn new(
-        request: Option<Arc<RequestReset>>,
-        confirm: Option<Arc<ConfirmReset>>,
+        request: Option<Arc<dyn Requests>>,
+        confirm: Option<Arc<dyn Confirms>>,
         matching: PathMatch,
     ) -> Self {
         Self {

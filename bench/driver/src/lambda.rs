@@ -93,6 +93,7 @@ struct Bench {
 fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(pwreset_core::adapters::http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
             "testing",

@@ -9,7 +9,7 @@ pub mod dynamodb;
 pub mod ses;
 
 #[cfg(feature = "aws")]
-pub use aws::{aws_sdk_config, retry_config, timeout_config};
+pub use aws::{aws_sdk_config, http_client, retry_config, timeout_config};
 
 #[cfg(feature = "aws")]
 mod aws {
@@ -45,11 +45,29 @@ mod aws {
             .with_max_backoff(Duration::from_secs(1))
     }
 
+    /// The HTTPS client every SDK client of ours uses: hyper with rustls on ring.
+    pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https()
+    }
+
     /// The SDK configuration from the environment (region, credentials,
     /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SESV2`, which the
     /// SDK honours by itself), with our timeouts and retry policy on top.
+    ///
+    /// Loaded once per process and shared: `send-reset-email` builds two clients from it,
+    /// and reading the environment, the credential chain and the trust store twice only
+    /// slows a cold start.
     pub async fn aws_sdk_config() -> SdkConfig {
+        static CONFIG: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
+        CONFIG.get_or_init(load_sdk_config).await.clone()
+    }
+
+    async fn load_sdk_config() -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
             .timeout_config(timeout_config())
             .retry_config(retry_config())
             .load()

@@ -12,7 +12,7 @@ use crate::hashing::PasswordHasher;
 use crate::policy::PasswordPolicy;
 use crate::ports::SystemClock;
 use crate::ports::{RateLimit, UserRepository as _};
-use crate::service::Limits;
+use crate::service::{ConfirmReset, Limits, RequestReset};
 use crate::token::{TokenKeys, TokenSigner, TokenSubject};
 
 struct Fixture {

@@ -270,6 +270,7 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .endpoint_url(endpoint)
         .timeout_config(timeout_config())
         .retry_config(retry_config())
+        .http_client(pwreset_core::adapters::http_client())
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
@@ -282,6 +283,7 @@ pub fn streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
         .endpoint_url(endpoint)
         .timeout_config(timeout_config())
         .retry_config(retry_config())
+        .http_client(pwreset_core::adapters::http_client())
         .build();
     aws_sdk_dynamodbstreams::Client::from_conf(config)
 }
@@ -294,6 +296,7 @@ pub fn sesv2_client(endpoint: &str) -> aws_sdk_sesv2::Client {
         .endpoint_url(endpoint)
         .timeout_config(timeout_config())
         .retry_config(retry_config())
+        .http_client(pwreset_core::adapters::http_client())
         .build();
     aws_sdk_sesv2::Client::from_conf(config)
 }
