@@ -1,11 +1,19 @@
 //! Argon2id password hashing (OWASP parameters), always off the async executor.
+//!
+//! Every argon2id call needs 19 MiB of working memory. Allocated afresh per call, glibc served
+//! it from per-thread malloc arenas that kept it (`pwreset serve` grew ~19 MiB per reset), so
+//! the working memory comes from a small pool instead: at most one buffer per core, allocated
+//! on first use and reused for every hash and verification after that.
 
-use std::sync::{Arc, OnceLock};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash as Phc, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash as Phc, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordVerifier as _, Version};
 use secrecy::{ExposeSecret as _, SecretString};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::PasswordHash;
 
@@ -22,11 +30,19 @@ pub enum HashError {
     Join(String),
 }
 
-/// Hashes and verifies passwords on tokio's blocking pool.
+impl From<argon2::password_hash::Error> for HashError {
+    fn from(e: argon2::password_hash::Error) -> Self {
+        Self::Argon2(e.to_string())
+    }
+}
+
+/// Hashes and verifies passwords on tokio's blocking pool. Clones share one pool of
+/// working memory.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: Params,
     dummy: Arc<OnceLock<String>>,
+    pool: Arc<BlockPool>,
 }
 
 impl Default for PasswordHasher {
@@ -37,25 +53,30 @@ impl Default for PasswordHasher {
 
 impl PasswordHasher {
     pub fn owasp() -> Self {
+        // Hashing is CPU-bound: more hashes at once than cores only adds memory and latency.
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        Self::with_concurrency(cores)
+    }
+
+    /// The OWASP parameters with at most `concurrency` hashes (and buffers) at a time.
+    fn with_concurrency(concurrency: usize) -> Self {
         let params = match Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None) {
             Ok(params) => params,
             Err(_) => unreachable!("the OWASP parameters are within argon2's bounds"),
         };
         Self {
+            pool: Arc::new(BlockPool::new(params.block_count(), concurrency.max(1))),
             params,
             dummy: Arc::new(OnceLock::new()),
         }
     }
 
-    fn argon2(params: Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
     /// Hashes on the blocking pool: 19 MiB of memory-hard work must never stall the
     /// executor that serves other requests.
     pub async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
+        let mut lease = self.pool.lease().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_now(params, &password))
+        tokio::task::spawn_blocking(move || hash_now(params, &password, lease.blocks()))
             .await
             .map_err(|e| HashError::Join(e.to_string()))?
     }
@@ -67,6 +88,7 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<PasswordHash>,
     ) -> Result<bool, HashError> {
+        let mut lease = self.pool.lease().await?;
         let params = self.params.clone();
         let dummy = Arc::clone(&self.dummy);
         tokio::task::spawn_blocking(move || {
@@ -75,40 +97,184 @@ impl PasswordHasher {
                 Some(hash) => hash.as_str().to_owned(),
                 None => dummy
                     .get_or_init(|| {
-                        hash_now(params, &SecretString::from("dummy password for timing"))
+                        let dummy_password = SecretString::from("dummy password for timing");
+                        hash_now(params, &dummy_password, lease.blocks())
                             .map(|h| h.as_str().to_owned())
                             .unwrap_or_default()
                     })
                     .clone(),
             };
-            let matches = verify_now(&password, &encoded);
+            let matches = verify_now(&password, &encoded, &mut lease);
             Ok(matches && usable.is_some())
         })
         .await
         .map_err(|e| HashError::Join(e.to_string()))?
     }
+
+    #[cfg(test)]
+    fn buffers_allocated(&self) -> usize {
+        self.pool.allocated.load(Ordering::SeqCst)
+    }
 }
 
-fn hash_now(params: Params, password: &SecretString) -> Result<PasswordHash, HashError> {
-    let salt = SaltString::generate(&mut OsRng);
-    PasswordHasher::argon2(params)
-        .hash_password(password.expose_secret().as_bytes(), &salt)
-        .map(|phc| PasswordHash::new(phc.to_string()))
-        .map_err(|e| HashError::Argon2(e.to_string()))
+/// Argon2 working memory, reused across calls. Each hash holds a permit for its whole run,
+/// so no more buffers ever exist than there are permits.
+#[derive(Debug)]
+struct BlockPool {
+    block_count: usize,
+    permits: Arc<Semaphore>,
+    free: Mutex<Vec<Vec<Block>>>,
+    /// Buffers allocated so far (tests check it never exceeds the permits).
+    allocated: AtomicUsize,
+}
+
+impl BlockPool {
+    fn new(block_count: usize, permits: usize) -> Self {
+        Self {
+            block_count,
+            permits: Arc::new(Semaphore::new(permits)),
+            free: Mutex::new(Vec::with_capacity(permits)),
+            allocated: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits (asynchronously, before taking a blocking thread) for a turn to hash.
+    async fn lease(self: &Arc<Self>) -> Result<Lease, HashError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| HashError::Join(e.to_string()))?;
+        Ok(Lease {
+            pool: Arc::clone(self),
+            blocks: None,
+            _permit: permit,
+        })
+    }
+
+    fn take(&self) -> Vec<Block> {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        reused.unwrap_or_else(|| {
+            self.allocated.fetch_add(1, Ordering::SeqCst);
+            vec![Block::new(); self.block_count]
+        })
+    }
+
+    fn give_back(&self, blocks: Vec<Block>) {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(blocks);
+    }
+}
+
+/// A turn to hash: a permit and, once asked for, one of the pool's buffers. Dropping it
+/// returns the buffer before the permit, so the next lease finds it instead of allocating.
+/// A buffer comes back even from a panicked hash: argon2 writes every block before it reads
+/// it, so leftovers from an earlier call never affect a result.
+struct Lease {
+    pool: Arc<BlockPool>,
+    blocks: Option<Vec<Block>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn blocks(&mut self) -> &mut [Block] {
+        self.blocks.get_or_insert_with(|| self.pool.take())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(blocks) = self.blocks.take() {
+            self.pool.give_back(blocks);
+        }
+    }
+}
+
+fn hash_now(
+    params: Params,
+    password: &SecretString,
+    blocks: &mut [Block],
+) -> Result<PasswordHash, HashError> {
+    hash_with_salt(params, password, &SaltString::generate(&mut OsRng), blocks)
+}
+
+/// What `Argon2::hash_password` produces, computed in the given (pooled) memory.
+fn hash_with_salt(
+    params: Params,
+    password: &SecretString,
+    salt: &SaltString,
+    blocks: &mut [Block],
+) -> Result<PasswordHash, HashError> {
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let raw_salt = salt.decode_b64(&mut salt_bytes)?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let output_len = argon2
+        .params()
+        .output_len()
+        .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let hash = Output::init_with(output_len, |out| {
+        Ok(argon2.hash_password_into_with_memory(
+            password.expose_secret().as_bytes(),
+            raw_salt,
+            out,
+            blocks,
+        )?)
+    })?;
+    let phc = Phc {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(hash),
+    };
+    Ok(PasswordHash::new(phc.to_string()))
 }
 
 /// Argon2 PHC strings verify with the parameters they carry; other formats (imported
 /// Django hashes) are handled by [`crate::hashing::verify_imported`].
-fn verify_now(password: &SecretString, encoded: &str) -> bool {
+fn verify_now(password: &SecretString, encoded: &str, lease: &mut Lease) -> bool {
     if encoded.starts_with('$') {
         return match Phc::new(encoded) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok(),
+            Ok(parsed) => verify_phc(password.expose_secret().as_bytes(), &parsed, lease),
             Err(_) => false,
         };
     }
     verify_imported(password, encoded)
+}
+
+/// What `Argon2::verify_password` does, recomputed in pooled memory when the hash's
+/// parameters need as many blocks as the pool's buffers hold. Hashes made with another
+/// memory cost still verify, in memory argon2 allocates for them.
+fn verify_phc(password: &[u8], phc: &Phc<'_>, lease: &mut Lease) -> bool {
+    let (Some(salt), Some(expected)) = (phc.salt, &phc.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        Algorithm::try_from(phc.algorithm),
+        phc.version.map(Version::try_from).transpose(),
+        Params::try_from(phc),
+    ) else {
+        return false;
+    };
+    if params.block_count() != lease.pool.block_count {
+        return Argon2::default().verify_password(password, phc).is_ok();
+    }
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    let blocks = lease.blocks();
+    Output::init_with(expected.len(), |out| {
+        Ok(argon2.hash_password_into_with_memory(password, raw_salt, out, blocks)?)
+    })
+    // `Output`'s equality is constant-time.
+    .is_ok_and(|computed| computed == *expected)
 }
 
 /// Hash formats imported from elsewhere. Unknown formats never match.
@@ -118,7 +284,16 @@ pub fn verify_imported(_password: &SecretString, _encoded: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use argon2::PasswordHasher as _;
+    use tokio::task::JoinSet;
+
     use super::*;
+
+    /// The argon2 crate on its own, at the OWASP parameters.
+    fn plain_argon2() -> Argon2<'static> {
+        let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("params");
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
 
     #[tokio::test]
     async fn hashes_are_argon2id_phc_with_the_owasp_parameters() {
@@ -146,6 +321,191 @@ mod tests {
                 .verify(SecretString::from("violin kettle mangO"), Some(hash))
                 .await
                 .expect("verify")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_phc_string_has_the_same_shape_as_the_argon2_crates() {
+        let pooled = PasswordHasher::owasp()
+            .hash(SecretString::from("violin kettle mango"))
+            .await
+            .expect("hash");
+        let salt = SaltString::generate(&mut OsRng);
+        let plain = plain_argon2()
+            .hash_password(b"violin kettle mango", &salt)
+            .expect("hash")
+            .to_string();
+        let shape = |phc: &str| phc.split('$').map(str::len).collect::<Vec<_>>();
+        // "", "argon2id", "v=19", "m=19456,t=2,p=1", 22 characters of salt, 43 of hash.
+        assert_eq!(shape(pooled.as_str()), vec![0, 8, 4, 15, 22, 43]);
+        assert_eq!(shape(pooled.as_str()), shape(&plain));
+    }
+
+    #[tokio::test]
+    async fn a_pooled_hash_verifies_with_the_argon2_crate() {
+        let hash = PasswordHasher::owasp()
+            .hash(SecretString::from("violin kettle mango"))
+            .await
+            .expect("hash");
+        let parsed = Phc::new(hash.as_str()).expect("a PHC string");
+        assert!(
+            plain_argon2()
+                .verify_password(b"violin kettle mango", &parsed)
+                .is_ok()
+        );
+        assert!(
+            plain_argon2()
+                .verify_password(b"violin kettle mangO", &parsed)
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hash_from_the_argon2_crate_verifies_through_the_pool() {
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = PasswordHash::new(
+            plain_argon2()
+                .hash_password(b"violin kettle mango", &salt)
+                .expect("hash")
+                .to_string(),
+        );
+        let hasher = PasswordHasher::owasp();
+        assert!(
+            hasher
+                .verify(
+                    SecretString::from("violin kettle mango"),
+                    Some(hash.clone())
+                )
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify(SecretString::from("violin kettle mangO"), Some(hash))
+                .await
+                .expect("verify")
+        );
+        // Recomputed in the pool's buffer, not in memory argon2 allocated.
+        assert_eq!(hasher.buffers_allocated(), 1);
+    }
+
+    #[test]
+    fn a_reused_buffer_hashes_exactly_like_a_fresh_one() {
+        let salt = SaltString::generate(&mut OsRng);
+        let expected = plain_argon2()
+            .hash_password(b"violin kettle mango", &salt)
+            .expect("hash")
+            .to_string();
+        let params = plain_argon2().params().clone();
+        let mut blocks = vec![Block::new(); params.block_count()];
+        // Leftovers from an earlier call must not leak into the next result.
+        for block in &mut blocks {
+            block.as_mut().fill(0xA5A5_A5A5_A5A5_A5A5);
+        }
+        let password = SecretString::from("violin kettle mango");
+        for _ in 0..2 {
+            let hash = hash_with_salt(params.clone(), &password, &salt, &mut blocks).expect("hash");
+            assert_eq!(hash.as_str(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_with_another_memory_cost_still_verify() {
+        let params = Params::new(4096, 3, 1, None).expect("params");
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = PasswordHash::new(
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"violin kettle mango", &salt)
+                .expect("hash")
+                .to_string(),
+        );
+        let hasher = PasswordHasher::owasp();
+        assert!(
+            hasher
+                .verify(
+                    SecretString::from("violin kettle mango"),
+                    Some(hash.clone())
+                )
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hasher
+                .verify(SecretString::from("violin kettle mangO"), Some(hash))
+                .await
+                .expect("verify")
+        );
+    }
+
+    #[tokio::test]
+    async fn repeated_hashes_and_verifications_reuse_one_buffer() {
+        let hasher = PasswordHasher::owasp();
+        for i in 0..4 {
+            let password = format!("violin kettle mango {i}");
+            let hash = hasher
+                .hash(SecretString::from(password.clone()))
+                .await
+                .expect("hash");
+            assert!(
+                hasher
+                    .verify(SecretString::from(password), Some(hash))
+                    .await
+                    .expect("verify")
+            );
+            assert!(
+                !hasher
+                    .verify(SecretString::from("x"), None)
+                    .await
+                    .expect("verify")
+            );
+        }
+        assert_eq!(hasher.buffers_allocated(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_hashes_never_hold_more_buffers_than_permits() {
+        let permits = 2;
+        let hasher = PasswordHasher::with_concurrency(permits);
+        let mut tasks = JoinSet::new();
+        for i in 0..16 {
+            let hasher = hasher.clone();
+            tasks.spawn(async move {
+                let password = format!("violin kettle mango {i}");
+                let hash = hasher
+                    .hash(SecretString::from(password.clone()))
+                    .await
+                    .expect("hash");
+                (password, hash)
+            });
+        }
+        let hashes = tasks.join_all().await;
+        assert_eq!(hashes.len(), 16);
+        assert!(
+            hasher.buffers_allocated() <= permits,
+            "{} buffers for {permits} permits",
+            hasher.buffers_allocated()
+        );
+        for (password, hash) in hashes {
+            assert!(
+                hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+                "{}",
+                hash.as_str()
+            );
+            let parsed = Phc::new(hash.as_str()).expect("a PHC string");
+            assert!(
+                plain_argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn the_pool_allows_one_hash_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        assert_eq!(
+            PasswordHasher::owasp().pool.permits.available_permits(),
+            cores
         );
     }
 
