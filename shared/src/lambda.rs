@@ -8,16 +8,26 @@ use crate::adapters::dynamodb::{DynamoStore, dynamodb_client};
 use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode};
 use crate::http::Api;
 
-/// JSON lines (CloudWatch Logs Insights reads the fields), filtered by `RUST_LOG`.
+/// JSON lines (CloudWatch Logs Insights reads the fields), filtered by `RUST_LOG`
+/// (`info` when unset or unreadable). The filter is `target=level` directives
+/// (`info,pwreset_core=debug`): `tracing_subscriber`'s `Targets`, which needs no regex
+/// engine, keeping the Lambda zips smaller than `EnvFilter` would.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_max_level(LevelFilter::TRACE)
         .with_ansi(false)
         .with_target(false)
         .with_current_span(false)
+        .finish()
+        .with(filter)
         .init();
 }
 

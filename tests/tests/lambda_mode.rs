@@ -51,6 +51,8 @@ struct Watch {
     child: Child,
     port: u16,
     env: Vec<(String, String)>,
+    /// Everything `cargo lambda watch` and the functions under it printed.
+    log: PathBuf,
 }
 
 impl Drop for Watch {
@@ -75,6 +77,11 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with these variables replacing (or adding to) the functions' environment.
+    async fn start_with(overrides: &[(&str, &str)]) -> Self {
         let moto = support::moto();
         let ses = support::ses_local();
         let table = support::unique_name("lambda-e2e");
@@ -100,6 +107,8 @@ impl Stack {
             ("RUST_LOG", "info"),
         ]
         .into_iter()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .chain(overrides.iter().copied())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let log = std::env::temp_dir().join(format!("pwreset-cargo-lambda-watch-{port}.log"));
@@ -127,7 +136,12 @@ impl Stack {
         let child = command
             .spawn()
             .expect("start cargo lambda watch (run scripts/install-tools)");
-        let watch = Watch { child, port, env };
+        let watch = Watch {
+            child,
+            port,
+            env,
+            log: log.clone(),
+        };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let deadline = Instant::now() + Duration::from_secs(120);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -477,4 +491,281 @@ async fn every_sample_event_gives_its_expected_answer_through_cargo_lambda_invok
         checked += 1;
     }
     assert_eq!(checked, 11);
+}
+
+/// Every form of a secret worth looking for: the text itself and, for binary secrets, the
+/// encodings a careless log line would use.
+fn secret_forms(name: &str, text: &str, out: &mut Vec<(String, String)>) {
+    out.push((name.to_owned(), text.to_owned()));
+}
+
+/// Standard base64 (the test has no base64 crate at hand): decode, and encode to URL-safe
+/// without padding.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .expect("standard base64");
+        bits = (bits << 6) | u32::try_from(value).expect("< 64");
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push(u8::try_from((bits >> count) & 0xff).expect("a byte"));
+        }
+    }
+    out
+}
+
+fn base64_url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut buffer = [0u8; 3];
+        buffer[..chunk.len()].copy_from_slice(chunk);
+        let n = (u32::from(buffer[0]) << 16) | (u32::from(buffer[1]) << 8) | u32::from(buffer[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn key_forms(base64_key: &str, out: &mut Vec<(String, String)>) {
+    let bytes = base64_decode(base64_key);
+    assert!(bytes.len() >= 32, "a real key");
+    out.push(("TOKEN_KEYS (base64)".into(), base64_key.to_owned()));
+    out.push((
+        "TOKEN_KEYS (base64 without padding)".into(),
+        base64_key.trim_end_matches('=').to_owned(),
+    ));
+    out.push((
+        "TOKEN_KEYS (URL-safe base64)".into(),
+        base64_url_encode(&bytes),
+    ));
+    out.push((
+        "TOKEN_KEYS (hex)".into(),
+        bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    ));
+    out.push((
+        "TOKEN_KEYS (as a byte list)".into(),
+        format!("{:?}", bytes.as_slice()),
+    ));
+    if let Ok(text) = String::from_utf8(bytes) {
+        out.push(("TOKEN_KEYS (decoded text)".into(), text));
+    }
+}
+
+/// A PHC string and its salt and hash parts (`$argon2id$v=19$m=…$<salt>$<hash>`).
+fn hash_forms(name: &str, phc: &str, out: &mut Vec<(String, String)>) {
+    out.push((format!("{name} (PHC string)"), phc.to_owned()));
+    let parts: Vec<&str> = phc.split('$').collect();
+    assert_eq!(parts.len(), 6, "an argon2 PHC string: {phc}");
+    out.push((format!("{name} (salt)"), parts[4].to_owned()));
+    out.push((format!("{name} (hash)"), parts[5].to_owned()));
+}
+
+#[tokio::test]
+async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() {
+    const OLD: &str = "old Secret zebra 4411";
+    const NEW: &str = "violin kettle mango quartz audit";
+    const WEAK: &str = "qwerty123456";
+    let stack = Stack::start_with(&[("RUST_LOG", "debug")]).await;
+    let address = format!("{}@example.org", support::unique_name("audit"));
+    let uid = stack.add_user(&address, OLD).await;
+    let old_hash = stack
+        .store
+        .find_by_uid(&uid)
+        .await
+        .expect("read")
+        .expect("user")
+        .password_hash
+        .expect("hash");
+
+    // The whole flow: request, stream delivery, verify, a refused and a good confirm, the
+    // notice, a replay.
+    let (status, _, _) = stack
+        .post(
+            "request-reset",
+            "/password-reset",
+            &json!({ "email": address }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(stack.deliver_outbox().await, 1);
+    let mail = stack.mail_to(&address).await;
+    let (link_uid, token) =
+        link_parts(mail[0]["body"]["text"].as_str().expect("text")).expect("link");
+    let verify = json!({"uid": link_uid, "token": token});
+    let (status, _, _) = stack
+        .post("confirm-reset", "/password-reset/verify", &verify)
+        .await;
+    assert_eq!(status, 200);
+    for (password, want) in [(WEAK, 422), (NEW, 200), (NEW, 400)] {
+        let (status, body, _) = stack
+            .post(
+                "confirm-reset",
+                "/password-reset/confirm",
+                &json!({"uid": link_uid, "token": token, "new_password": password}),
+            )
+            .await;
+        assert_eq!(status, want, "{body}");
+    }
+    assert_eq!(stack.deliver_outbox().await, 1);
+    assert_eq!(stack.mail_to(&address).await.len(), 2);
+    let new_hash = stack
+        .store
+        .find_by_uid(&uid)
+        .await
+        .expect("read")
+        .expect("user")
+        .password_hash
+        .expect("hash");
+    assert_ne!(new_hash, old_hash);
+
+    // The functions' lines reach cargo lambda watch's output (a little after the answer).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let captured = std::fs::read_to_string(&stack.watch.log).expect("the captured output");
+    // cargo lambda watch's own log lines ("  INFO supervisor: spawning command … TOKEN_KEYS=…")
+    // echo the environment it was handed: that is the local emulator, which no deployment
+    // runs. Everything else — the functions' JSON lines and anything else they print — is
+    // audited.
+    let is_cargo_lambda_line = |line: &str| {
+        let line = line.trim_start();
+        ["TRACE ", "DEBUG ", "INFO ", "WARN ", "ERROR "]
+            .iter()
+            .any(|level| line.starts_with(level))
+    };
+    let (tool_lines, function_lines): (Vec<&str>, Vec<&str>) = captured
+        .lines()
+        .partition(|line| is_cargo_lambda_line(line));
+    let logs = function_lines.join("\n");
+    let tool_logs = tool_lines.join("\n");
+    assert!(
+        logs.contains(r#""event":"request""#) && logs.contains(r#""event":"mail_sent""#),
+        "the functions' JSON logs were captured:\n{logs}"
+    );
+    assert!(
+        logs.contains(r#""level":"DEBUG""#) && logs.contains("beginning attempt #1"),
+        "debug lines, the AWS SDK's included, were captured:\n{logs}"
+    );
+
+    let mut secrets = Vec::new();
+    secret_forms("the token", &token, &mut secrets);
+    // The token's MAC alone (its last 22 characters: 128 bits of base64url).
+    secret_forms("the token's MAC", &token[token.len() - 22..], &mut secrets);
+    secret_forms("the old password", OLD, &mut secrets);
+    secret_forms("the new password", NEW, &mut secrets);
+    secret_forms("the refused password", WEAK, &mut secrets);
+    hash_forms("the old hash", old_hash.as_str(), &mut secrets);
+    hash_forms("the new hash", new_hash.as_str(), &mut secrets);
+    secret_forms("an argon2 PHC prefix", "$argon2id$", &mut secrets);
+    key_forms(TOKEN_KEYS, &mut secrets);
+    let leaks: Vec<String> = secrets
+        .iter()
+        .filter(|(_, text)| logs.contains(text.as_str()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "leaked into the Lambda logs at RUST_LOG=debug: {leaks:?} (log: {})",
+        stack.watch.log.display()
+    );
+    let tool_leaks: Vec<&str> = secrets
+        .iter()
+        .filter(|(_, text)| tool_logs.contains(text.as_str()))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !tool_leaks.is_empty() {
+        eprintln!(
+            "note: cargo lambda watch's own lines (not the functions') show {tool_leaks:?}: it \
+             prints the environment it passes to the functions"
+        );
+    }
+}
+
+/// Races at scale in Lambda mode: rounds of N concurrent confirms with one token through
+/// `confirm-reset` on moto. `scripts/test` runs a few rounds; `scripts/race` runs 1,000
+/// (`PWRESET_RACE_ROUNDS`, `PWRESET_RACE_N`). Exactly one winner per round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mode() {
+    let setting = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = setting("PWRESET_RACE_ROUNDS", 3);
+    let n = setting("PWRESET_RACE_N", 20).max(2);
+    let stack = Arc::new(Stack::start().await);
+    let mut tally = [0usize; 3]; // rounds with 0, 1, ≥2 winners
+    for round in 0..rounds {
+        let address = format!("{}@example.org", support::unique_name("racer"));
+        let uid = stack.add_user(&address, "the old password 1").await;
+        let (status, _, text) = stack
+            .post(
+                "request-reset",
+                "/password-reset",
+                &json!({ "email": address }),
+            )
+            .await;
+        assert_eq!(status, 202, "{text}");
+        stack.deliver_outbox().await;
+        let mail = stack.mail_to(&address).await;
+        let text = mail
+            .last()
+            .and_then(|m| m["body"]["text"].as_str())
+            .expect("a reset mail");
+        let (_, token) = link_parts(text).expect("link");
+        let attempts = (0..n).map(|i| {
+            let (stack, uid, token) = (stack.clone(), uid.as_str().to_owned(), token.clone());
+            tokio::spawn(async move {
+                let password = format!("{STRONG} {round} {i}");
+                let reply = stack
+                    .post(
+                        "confirm-reset",
+                        "/password-reset/confirm",
+                        &json!({"uid": uid, "token": token, "new_password": password}),
+                    )
+                    .await;
+                (reply, password)
+            })
+        });
+        let mut winners = Vec::new();
+        for attempt in futures::future::join_all(attempts).await {
+            let ((status, body, text), password) = attempt.expect("task");
+            match status {
+                200 => winners.push(password),
+                400 => assert_eq!(body["code"], "invalid_token", "{text}"),
+                other => panic!("round {round}: unexpected {other}: {text}"),
+            }
+        }
+        tally[winners.len().min(2)] += 1;
+        if let [winner] = winners.as_slice() {
+            let stored = stack
+                .store
+                .find_by_uid(&uid)
+                .await
+                .expect("read")
+                .expect("user");
+            assert!(
+                PasswordHasher::owasp()
+                    .verify(SecretString::from(winner.clone()), stored.password_hash)
+                    .await
+                    .expect("verify"),
+                "round {round}: the stored hash is the winner's"
+            );
+        }
+        // The notice for this round's change, so the outbox stays short.
+        stack.deliver_outbox().await;
+    }
+    eprintln!(
+        "race: lambda rounds={rounds} n={n} one_winner={} no_winner={} double_success={}",
+        tally[1], tally[0], tally[2]
+    );
+    assert_eq!(tally, [0, rounds, 0], "rounds with 0, 1 and 2+ winners");
 }

@@ -8,6 +8,8 @@
 //! [`Emulator`]'s `Drop` kills it too when one is owned directly.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,179 @@
+//! The DynamoDB rate limiter under a burst: many parallel `POST /password-reset` through
+//! `pwreset_core::http::Api` with the real `DynamoStore` (counters, outbox), against moto
+//! and dynalite. The counter is one atomic `ADD` per hit, so exactly the limit gets through
+//! however the requests interleave. Needs `scripts/install-tools`.
+//!
+//! The clock is pinned for the burst: limits count in fixed windows, and a burst that
+//! straddled a window boundary would rightly be split across two counters.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use pwreset_core::adapters::dynamodb::{self, DynamoStore};
+use pwreset_core::adapters::memory::ManualClock;
+use pwreset_core::http::{Api, Body, PathMatch, PeerIp, Request};
+use pwreset_core::ports::RateLimit;
+use pwreset_core::service::{Limits, RequestReset};
+use serde_json::{Value, json};
+
+const BURST: usize = 50;
+
+struct Outcome {
+    status: u16,
+    code: Option<String>,
+    retry_after: Option<u64>,
+}
+
+/// A request-reset API over a fresh table at `endpoint`, with these limits.
+async fn api_on(endpoint: &str, limits: Limits) -> (Api, DynamoStore) {
+    let client = support::dynamodb_client(endpoint);
+    support::warm_up_dynamodb(&client).await;
+    let table = support::unique_name("limits");
+    dynamodb::create_table(&client, &table)
+        .await
+        .expect("table created");
+    let store = Arc::new(DynamoStore::new(client, table));
+    let clock = Arc::new(ManualClock::at(
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    ));
+    let service = RequestReset::new(store.clone(), store.clone(), clock, limits);
+    (
+        Api::new(Some(Arc::new(service)), None, PathMatch::Exact),
+        DynamoStore::clone(&store),
+    )
+}
+
+/// `count` parallel requests from one client address, one e-mail address each (or all the
+/// same one).
+async fn burst(api: &Api, count: usize, email: impl Fn(usize) -> String) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let api = api.clone();
+            let body = json!({ "email": email(i) }).to_string();
+            tokio::spawn(async move {
+                let request: Request = http::Request::builder()
+                    .method("POST")
+                    .uri("/password-reset")
+                    .header("content-type", "application/json")
+                    .extension(PeerIp(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23))))
+                    .body(Body::from(body))
+                    .expect("a request");
+                let response = api.handle(request).await;
+                let body: Value =
+                    serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+                Outcome {
+                    status: response.status().as_u16(),
+                    code: body["code"].as_str().map(str::to_owned),
+                    retry_after: response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok()),
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(count);
+    for task in tasks {
+        outcomes.push(task.await.expect("the request task finished"));
+    }
+    outcomes
+}
+
+async fn count_items(store: &DynamoStore, prefix: &str) -> usize {
+    let mut count = 0;
+    let mut start = None;
+    loop {
+        let page = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        count += page
+            .items()
+            .iter()
+            .filter(|item| matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with(prefix)))
+            .count();
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return count;
+        }
+    }
+}
+
+/// 50 parallel requests from one IP against `20/1m`: exactly 20 accepted, 30 refused with
+/// `429 rate_limited` and a `Retry-After`; exactly 20 outbox items written.
+async fn per_ip_limit_holds_under_a_burst(endpoint: &str) {
+    let (api, store) = api_on(
+        endpoint,
+        Limits {
+            per_email: None,
+            per_ip: RateLimit::parse("20/1m").expect("limit"),
+        },
+    )
+    .await;
+    let outcomes = burst(&api, BURST, |i| format!("burst-{i}@example.org")).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.status).collect();
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    let limited: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 429).collect();
+    assert_eq!(accepted, 20, "{statuses:?}");
+    assert_eq!(limited.len(), BURST - 20, "{statuses:?}");
+    for outcome in limited {
+        assert_eq!(outcome.code.as_deref(), Some("rate_limited"));
+        let retry_after = outcome.retry_after.expect("a Retry-After");
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    assert_eq!(count_items(&store, dynamodb::OUTBOX_PREFIX).await, 20);
+    // Every hit was counted, refused ones included.
+    let counters = store
+        .client
+        .scan()
+        .table_name(&store.table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan");
+    let hits: Vec<&str> = counters
+        .items()
+        .iter()
+        .filter(|item| {
+            matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with(dynamodb::LIMIT_PREFIX))
+        })
+        .filter_map(|item| item.get("hits").and_then(|h| h.as_n().ok()).map(String::as_str))
+        .collect();
+    assert_eq!(hits, vec!["50"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_requests_from_one_ip_get_exactly_twenty_through_on_moto() {
+    per_ip_limit_holds_under_a_burst(&support::moto().url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_requests_from_one_ip_get_exactly_twenty_through_on_dynalite() {
+    per_ip_limit_holds_under_a_burst(&support::dynalite().url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202() {
+    let (api, store) = api_on(
+        &support::moto().url,
+        Limits {
+            per_email: RateLimit::parse("3/15m").expect("limit"),
+            per_ip: RateLimit::parse("1000/1m").expect("limit"),
+        },
+    )
+    .await;
+    let outcomes = burst(&api, 20, |_| "Same.Person@example.org".to_owned()).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.status).collect();
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    assert_eq!(count_items(&store, dynamodb::OUTBOX_PREFIX).await, 3);
+}
