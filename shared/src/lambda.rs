@@ -4,7 +4,8 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use crate::adapters::dynamodb::{DynamoStore, dynamodb_client};
+use crate::adapters::LambdaEnvironment;
+use crate::adapters::dynamodb::DynamoStore;
 use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode};
 use crate::http::Api;
 
@@ -31,17 +32,18 @@ pub fn init_tracing() {
         .init();
 }
 
-/// Reads the configuration a function needs and `TABLE_NAME`, failing fast.
-pub fn load(needs: LambdaNeeds) -> Result<(Config, String), ConfigError> {
+/// Reads the configuration a function needs, `TABLE_NAME` and the AWS region and
+/// credentials the Lambda service provides, failing fast.
+pub fn load(needs: LambdaNeeds) -> Result<(Config, String, LambdaEnvironment), ConfigError> {
     let config = Config::from_env(&Mode::Lambda(needs))?;
     let table = config::required("TABLE_NAME")?;
-    Ok((config, table))
+    Ok((config, table, LambdaEnvironment::from_env()?))
 }
 
 /// The table adapter, with its SDK client built once for the life of the execution
 /// environment (connections and TLS sessions survive warm invocations).
-pub async fn store(table: String) -> Arc<DynamoStore> {
-    Arc::new(DynamoStore::new(dynamodb_client().await, table))
+pub fn store(aws: &LambdaEnvironment, table: String) -> Arc<DynamoStore> {
+    Arc::new(DynamoStore::new(aws.dynamodb_client(), table))
 }
 
 /// Serves the API to the Lambda runtime until it stops.

@@ -17,11 +17,11 @@ use pwreset_core::token::TokenSigner;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let (config, table) = lambda::load(LambdaNeeds {
+    let (config, table, aws) = lambda::load(LambdaNeeds {
         token_keys: true,
         mail: false,
     })?;
-    let store = lambda::store(table).await;
+    let store = lambda::store(&aws, table);
     let service = ConfirmReset::new(
         store,
         Arc::new(SystemClock),

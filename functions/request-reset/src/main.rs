@@ -13,11 +13,11 @@ use pwreset_core::service::RequestReset;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let (config, table) = lambda::load(LambdaNeeds {
+    let (config, table, aws) = lambda::load(LambdaNeeds {
         token_keys: false,
         mail: false,
     })?;
-    let store = lambda::store(table).await;
+    let store = lambda::store(&aws, table);
     let service = RequestReset::new(store.clone(), store, Arc::new(SystemClock), config.limits);
     lambda::run_http(Api::new(
         Some(Arc::new(service)),

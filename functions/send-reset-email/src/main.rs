@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use pwreset_core::adapters::ses::{SesMailer, sesv2_client};
+use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::config::LambdaNeeds;
 use pwreset_core::lambda;
 use pwreset_core::mail::MailComposer;
@@ -18,13 +18,13 @@ use pwreset_core::token::TokenSigner;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let (config, table) = lambda::load(LambdaNeeds::ALL)?;
-    let store = lambda::store(table).await;
+    let (config, table, aws) = lambda::load(LambdaNeeds::ALL)?;
+    let store = lambda::store(&aws, table);
     let configuration_set = std::env::var("SES_CONFIGURATION_SET")
         .ok()
         .filter(|s| !s.trim().is_empty());
     let mailer = SesMailer::new(
-        sesv2_client().await,
+        aws.sesv2_client(),
         config.mail_from.clone(),
         configuration_set,
     );

@@ -9,7 +9,7 @@ pub mod dynamodb;
 pub mod ses;
 
 #[cfg(feature = "aws")]
-pub use aws::{aws_sdk_config, http_client, retry_config, timeout_config};
+pub use aws::{LambdaEnvironment, aws_sdk_config, http_client, retry_config, timeout_config};
 
 #[cfg(feature = "aws")]
 mod aws {
@@ -18,6 +18,9 @@ mod aws {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
     use aws_config::{BehaviorVersion, SdkConfig};
+    use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+    use crate::config::{ConfigError, required};
 
     /// Time to open a connection: an endpoint that is down fails fast.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,12 +48,97 @@ mod aws {
             .with_max_backoff(Duration::from_secs(1))
     }
 
-    /// The HTTPS client every SDK client of ours uses: hyper with rustls on ring.
-    pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    /// The HTTPS client every SDK client of ours uses: hyper with rustls on ring. One per
+    /// process, shared by every client (one connection pool, one trust store).
+    pub fn http_client() -> SharedHttpClient {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https()
+        static CLIENT: std::sync::OnceLock<SharedHttpClient> = std::sync::OnceLock::new();
+        CLIENT
+            .get_or_init(|| {
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build_https()
+            })
+            .clone()
+    }
+
+    /// What a Lambda function needs to reach AWS, straight from the variables the Lambda
+    /// service sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`) plus the optional `AWS_ENDPOINT_URL[_<SERVICE>]` overrides.
+    ///
+    /// The functions use this instead of `aws-config`'s credential chain (profiles, SSO,
+    /// IMDS, STS web identity): inside Lambda the chain always ends at these variables,
+    /// and leaving it out keeps an STS client and an XML parser out of every zip and the
+    /// chain's file reads out of every cold start. The CLI keeps the full chain.
+    #[derive(Clone)]
+    pub struct LambdaEnvironment {
+        region: String,
+        credentials: aws_sdk_dynamodb::config::Credentials,
+    }
+
+    impl std::fmt::Debug for LambdaEnvironment {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("LambdaEnvironment")
+                .field("region", &self.region)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl LambdaEnvironment {
+        pub fn from_env() -> Result<Self, ConfigError> {
+            let region = required("AWS_REGION").or_else(|_| required("AWS_DEFAULT_REGION"))?;
+            let credentials = aws_sdk_dynamodb::config::Credentials::new(
+                required("AWS_ACCESS_KEY_ID")?,
+                required("AWS_SECRET_ACCESS_KEY")?,
+                std::env::var("AWS_SESSION_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+                None,
+                "lambda-environment",
+            );
+            Ok(Self {
+                region,
+                credentials,
+            })
+        }
+
+        /// `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL` (emulators, tests).
+        fn endpoint(service: &str) -> Option<String> {
+            std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+        }
+
+        pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+            use aws_sdk_dynamodb::config::{BehaviorVersion, Builder, Region};
+            let mut builder = Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(self.region.clone()))
+                .credentials_provider(self.credentials.clone())
+                .http_client(http_client())
+                .timeout_config(timeout_config())
+                .retry_config(retry_config());
+            if let Some(url) = Self::endpoint("DYNAMODB") {
+                builder = builder.endpoint_url(url);
+            }
+            aws_sdk_dynamodb::Client::from_conf(builder.build())
+        }
+
+        pub fn sesv2_client(&self) -> aws_sdk_sesv2::Client {
+            use aws_sdk_sesv2::config::{BehaviorVersion, Builder, Region};
+            let mut builder = Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(self.region.clone()))
+                .credentials_provider(self.credentials.clone())
+                .http_client(http_client())
+                .timeout_config(timeout_config())
+                .retry_config(retry_config());
+            if let Some(url) = Self::endpoint("SESV2") {
+                builder = builder.endpoint_url(url);
+            }
+            aws_sdk_sesv2::Client::from_conf(builder.build())
+        }
     }
 
     /// The SDK configuration from the environment (region, credentials,
