@@ -19,7 +19,7 @@ use pwreset_blackbox::{link_parts, workspace_root};
 use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
-use pwreset_core::ports::UserRepository as _;
+use pwreset_core::ports::{InsertOutcome, StoreError, UserRepository as _};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -180,8 +180,20 @@ impl Stack {
             ),
             active: true,
         };
-        self.store.insert(&user).await.expect("insert");
-        user.uid
+        // Setup against an emulator that may be overloaded (the race rounds): retry a
+        // timed-out insert with the same user; "taken" after a retry means it had landed.
+        for attempt in 0..5 {
+            match self.store.insert(&user).await {
+                Ok(InsertOutcome::Inserted) => return user.uid,
+                Ok(InsertOutcome::EmailTaken) if attempt > 0 => return user.uid,
+                Ok(InsertOutcome::EmailTaken) => panic!("{email} already exists"),
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(other) => panic!("insert: {other:?}"),
+            }
+        }
+        panic!("insert: DynamoDB stayed unavailable")
     }
 
     async fn post(&self, function: &str, path: &str, body: &Value) -> (u16, Value, String) {
@@ -704,6 +716,7 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
     let stack = Arc::new(Stack::start().await);
     let mut tally = [0usize; 3]; // rounds with 0, 1, ≥2 winners
     let mut unavailable_total = 0;
+    let mut lost_answers = 0;
     for round in 0..rounds {
         let address = format!("{}@example.org", support::unique_name("racer"));
         let uid = stack.add_user(&address, "the old password 1").await;
@@ -738,8 +751,10 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
         });
         let mut winners = Vec::new();
         let mut unavailable = 0;
+        let mut tried = Vec::new();
         for attempt in futures::future::join_all(attempts).await {
             let ((status, body, text), password) = attempt.expect("task");
+            tried.push(password.clone());
             match status {
                 200 => winners.push(password),
                 400 => assert_eq!(body["code"], "invalid_token", "{text}"),
@@ -751,11 +766,32 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
                 other => panic!("round {round}: unexpected {other}: {text}"),
             }
         }
-        if winners.is_empty() {
+        if winners.is_empty() && unavailable == 0 {
+            // The winner's transaction landed but its answer came too late (moto under
+            // load), the SDK retried it, and the retry found the hash changed. DynamoDB
+            // makes that retry idempotent through the ClientRequestToken the SDK sends;
+            // moto ignores it. Nothing may be lost: the stored hash must be one of ours.
+            let stored = stack
+                .store
+                .find_by_uid(&uid)
+                .await
+                .expect("read")
+                .expect("user");
+            let mut landed = false;
+            for password in &tried {
+                landed |= PasswordHasher::owasp()
+                    .verify(
+                        SecretString::from(password.clone()),
+                        stored.password_hash.clone(),
+                    )
+                    .await
+                    .expect("verify");
+            }
             assert!(
-                unavailable > 0,
-                "round {round}: no winner and no 503: a request was lost"
+                landed,
+                "round {round}: no winner, no 503 and the hash unchanged: a request was lost"
             );
+            lost_answers += 1;
         }
         unavailable_total += unavailable;
         tally[winners.len().min(2)] += 1;
@@ -779,7 +815,7 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
     }
     eprintln!(
         "race: lambda rounds={rounds} n={n} one_winner={} no_winner={} double_success={} \
-         unavailable_503={unavailable_total}",
+         unavailable_503={unavailable_total} retried_after_landing={lost_answers}",
         tally[1], tally[0], tally[2]
     );
     assert_eq!(tally[2], 0, "rounds with two or more winners");
