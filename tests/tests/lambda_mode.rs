@@ -181,12 +181,16 @@ impl Stack {
             active: true,
         };
         // Setup against an emulator that may be overloaded (the race rounds): retry a
-        // timed-out insert with the same user; "taken" after a retry means it had landed.
-        for attempt in 0..5 {
+        // timed-out insert with the same user. Addresses here are unique, so "taken" means
+        // an earlier attempt landed — ours, or the SDK's own retry of it, which moto does
+        // not de-duplicate by ClientRequestToken as DynamoDB does.
+        for _ in 0..5 {
             match self.store.insert(&user).await {
-                Ok(InsertOutcome::Inserted) => return user.uid,
-                Ok(InsertOutcome::EmailTaken) if attempt > 0 => return user.uid,
-                Ok(InsertOutcome::EmailTaken) => panic!("{email} already exists"),
+                Ok(InsertOutcome::Inserted | InsertOutcome::EmailTaken) => {
+                    let stored = self.store.find_by_uid(&user.uid).await.expect("read");
+                    assert!(stored.is_some(), "{email}: taken, but not by this user");
+                    return user.uid;
+                }
                 Err(StoreError::Unavailable(_)) => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
