@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use pwreset_blackbox::{link_parts, workspace_root};
-use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
+use pwreset_core::adapters::dynamodb::{DynamoStore, OUTBOX_PREFIX, OUTBOX_SK, create_table};
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, StoreError, UserRepository as _};
@@ -237,32 +237,44 @@ impl Stack {
         response.json().await.expect("JSON response")
     }
 
-    /// The stream records DynamoDB would deliver for outbox items not yet delivered.
-    async fn pending_stream_event(&self) -> Value {
-        let scan = self
-            .dynamodb
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(pk, :p)")
-            .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
-            .consistent_read(true)
-            // moto scans the whole table, which long race runs grow: give the harness's
-            // own scan more time than the adapters' 5 s.
-            .customize()
-            .config_override(
-                aws_sdk_dynamodb::config::Builder::default().timeout_config(
-                    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-                        .operation_timeout(Duration::from_secs(60))
-                        .operation_attempt_timeout(Duration::from_secs(60))
-                        .build(),
-                ),
-            )
-            .send()
-            .await
-            .expect("scan");
+    /// The stream records DynamoDB would deliver for outbox items not yet delivered, and
+    /// the keys of their items.
+    async fn pending_stream_event(&self) -> (Value, Vec<String>) {
+        let mut items: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :p)")
+                .expression_attribute_values(":p", AttributeValue::S(OUTBOX_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                // moto scans the whole table, which long race runs grow: give the
+                // harness's own scan more time than the adapters' 5 s.
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default().timeout_config(
+                        aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                            .operation_timeout(Duration::from_secs(60))
+                            .operation_attempt_timeout(Duration::from_secs(60))
+                            .build(),
+                    ),
+                )
+                .send()
+                .await
+                .expect("scan");
+            items.extend(page.items.unwrap_or_default());
+            // A scan page stops at 1 MB (moto too): follow it to the end.
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
         let mut delivered = self.delivered.lock().await;
         let mut records = Vec::new();
-        let mut items: Vec<HashMap<String, AttributeValue>> = scan.items.unwrap_or_default();
+        let mut keys = Vec::new();
         items.sort_by_key(|item| item.get("created_at").and_then(|v| v.as_n().ok()).cloned());
         for (seq, item) in items.into_iter().enumerate() {
             let pk = item
@@ -270,9 +282,10 @@ impl Stack {
                 .and_then(|v| v.as_s().ok())
                 .expect("pk")
                 .clone();
-            if !delivered.insert(pk) {
+            if !delivered.insert(pk.clone()) {
                 continue;
             }
+            keys.push(pk);
             let image: serde_json::Map<String, Value> = item
                 .iter()
                 .filter_map(|(name, value)| match value {
@@ -294,15 +307,26 @@ impl Stack {
                 }
             }));
         }
-        json!({ "Records": records })
+        (json!({ "Records": records }), keys)
     }
 
+    /// Delivers the pending outbox items as one stream batch, then deletes them, as their
+    /// TTL eventually would, so long runs keep the table (and every scan of it) small.
     async fn deliver_outbox(&self) -> usize {
-        let event = self.pending_stream_event().await;
-        let count = event["Records"].as_array().map_or(0, Vec::len);
+        let (event, keys) = self.pending_stream_event().await;
         let response = self.invoke("send-reset-email", &event).await;
         assert_eq!(response, json!({"batchItemFailures": []}), "stream batch");
-        count
+        for pk in &keys {
+            self.dynamodb
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(OUTBOX_SK.into()))
+                .send()
+                .await
+                .expect("delete a delivered outbox item");
+        }
+        keys.len()
     }
 
     async fn mail_to(&self, to: &str) -> Vec<Value> {
