@@ -161,15 +161,25 @@ fn start(name: &'static str, program: &Path, args: impl Fn(u16) -> Vec<String>) 
 /// transaction committed meanwhile (seen here: two winners of one conditional update under
 /// CPU load). DynamoDB serialises conflicting transactions, so we make moto do the same:
 /// its WSGI app runs under one lock (requests are still read and written concurrently).
+///
+/// moto also keeps every model object it ever created in a list for its dashboard, and
+/// that snapshot is a deep copy of the table: each cancelled transaction leaked a whole
+/// table, so a 1,000-round race grew moto past 24 GB until the OOM killer stopped it.
+/// Nothing we use reads those lists (only the dashboard and S3), so they are emptied after
+/// every request.
 const SERIALISED_MOTO: &str = r#"
 import sys, threading
 import moto.server as server
+from moto.core.model_instances import reset_model_data
 _run_simple = server.run_simple
 def run_simple(host, port, app, **kwargs):
     lock = threading.Lock()
     def serialised(environ, start_response):
         with lock:
-            return list(app(environ, start_response))
+            try:
+                return list(app(environ, start_response))
+            finally:
+                reset_model_data()
     return _run_simple(host, port, serialised, **kwargs)
 server.run_simple = run_simple
 server.main(sys.argv[1:])
