@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,16 +15,12 @@ use pwreset_core::ports::{
     ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
     RateLimiter, StoreError, UserRepository,
 };
+use support::outbox_stream::{self, Item};
 
 /// A store on a fresh table of its own in the shared moto server.
 async fn fresh_store() -> DynamoStore {
-    let moto = support::moto();
-    let client = support::dynamodb_client(&moto.url);
-    support::warm_up_dynamodb(&client).await;
-    let table = support::unique_name("pwreset");
-    dynamodb::create_table(&client, &table)
-        .await
-        .expect("table created");
+    let client = support::dynamodb_client(&support::moto().url);
+    let table = support::fresh_table(&client, "pwreset").await;
     DynamoStore::new(client, table)
 }
 
@@ -43,34 +38,10 @@ fn key(raw: &str) -> EmailKey {
 }
 
 /// Every item of the table whose `pk` starts with `prefix`.
-async fn items_with_prefix(
-    store: &DynamoStore,
-    prefix: &str,
-) -> Vec<HashMap<String, AttributeValue>> {
-    let mut found = Vec::new();
-    let mut start = None;
-    loop {
-        let page = store
-            .client
-            .scan()
-            .table_name(&store.table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for item in page.items() {
-            if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                if pk.starts_with(prefix) {
-                    found.push(item.clone());
-                }
-            }
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return found;
-        }
-    }
+async fn items_with_prefix(store: &DynamoStore, prefix: &str) -> Vec<Item> {
+    outbox_stream::items_with_prefix(&store.client, &store.table, prefix)
+        .await
+        .expect("scan")
 }
 
 async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {

@@ -11,13 +11,11 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
-use pwreset_core::adapters::dynamodb::{self, DynamoStore};
+use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
@@ -31,6 +29,7 @@ use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::fault_proxy::{Fault, FaultProxy};
+use support::outbox_stream::{self, Item, OutboxStream};
 
 const OLD: &str = "the old password 1";
 const STRONG: &str = "violin kettle mango quartz";
@@ -49,8 +48,7 @@ struct Rig {
     signer: TokenSigner,
     ses_url: String,
     /// Outbox items already turned into stream records.
-    streamed: HashSet<String>,
-    sequence: u64,
+    stream: OutboxStream,
 }
 
 impl Rig {
@@ -58,11 +56,7 @@ impl Rig {
         let moto = support::moto();
         let ses = support::ses_local();
         let direct_client = support::dynamodb_client(&moto.url);
-        support::warm_up_dynamodb(&direct_client).await;
-        let table = support::unique_name("faults");
-        dynamodb::create_table(&direct_client, &table)
-            .await
-            .expect("table created");
+        let table = support::fresh_table(&direct_client, "faults").await;
         let dynamodb_proxy = FaultProxy::start(&moto.url).await;
         let ses_proxy = FaultProxy::start(&ses.url).await;
         let store = Arc::new(DynamoStore::new(
@@ -111,8 +105,7 @@ impl Rig {
             deliverer,
             signer,
             ses_url: ses.url.clone(),
-            streamed: HashSet::new(),
-            sequence: 0,
+            stream: OutboxStream::default(),
         }
     }
 
@@ -185,69 +178,17 @@ impl Rig {
             .expect("a hash")
     }
 
-    async fn outbox_items(&self) -> Vec<HashMap<String, AttributeValue>> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .direct
-                .client
-                .scan()
-                .table_name(&self.direct.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            for item in page.items() {
-                if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                    if pk.starts_with(dynamodb::OUTBOX_PREFIX) {
-                        found.push(item.clone());
-                    }
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return found;
-            }
-        }
+    async fn outbox_items(&self) -> Vec<Item> {
+        outbox_stream::outbox_items(&self.direct.client, &self.direct.table)
+            .await
+            .expect("scan")
     }
 
     /// Stream records (as DynamoDB Streams would deliver them) for outbox items not yet
     /// turned into records, in sequence order.
     async fn new_stream_records(&mut self) -> Vec<Value> {
-        let mut records = Vec::new();
-        for item in self.outbox_items().await {
-            let pk = item
-                .get("pk")
-                .and_then(|v| v.as_s().ok())
-                .expect("pk")
-                .clone();
-            if !self.streamed.insert(pk) {
-                continue;
-            }
-            self.sequence += 1;
-            let image: serde_json::Map<String, Value> = item
-                .iter()
-                .filter_map(|(name, value)| match value {
-                    AttributeValue::S(s) => Some((name.clone(), json!({ "S": s }))),
-                    AttributeValue::N(n) => Some((name.clone(), json!({ "N": n }))),
-                    _ => None,
-                })
-                .collect();
-            records.push(json!({
-                "eventID": format!("e{}", self.sequence),
-                "eventName": "INSERT",
-                "eventSource": "aws:dynamodb",
-                "dynamodb": {
-                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
-                    "NewImage": image,
-                    "SequenceNumber": format!("{:024}", self.sequence),
-                    "StreamViewType": "NEW_IMAGE"
-                }
-            }));
-        }
-        records
+        let items = self.outbox_items().await;
+        self.stream.new_records(&items).0
     }
 
     /// What `send-reset-email` answers for these records: the sequence numbers reported

@@ -31,11 +31,7 @@ struct Outcome {
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
 async fn api_on(endpoint: &str, limits: Limits) -> (Api, DynamoStore) {
     let client = support::dynamodb_client(endpoint);
-    support::warm_up_dynamodb(&client).await;
-    let table = support::unique_name("limits");
-    dynamodb::create_table(&client, &table)
-        .await
-        .expect("table created");
+    let table = support::fresh_table(&client, "limits").await;
     let store = Arc::new(DynamoStore::new(client, table));
     let clock = Arc::new(ManualClock::at(
         time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -85,28 +81,10 @@ async fn burst(api: &Api, count: usize, email: impl Fn(usize) -> String) -> Vec<
 }
 
 async fn count_items(store: &DynamoStore, prefix: &str) -> usize {
-    let mut count = 0;
-    let mut start = None;
-    loop {
-        let page = store
-            .client
-            .scan()
-            .table_name(&store.table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        count += page
-            .items()
-            .iter()
-            .filter(|item| matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with(prefix)))
-            .count();
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return count;
-        }
-    }
+    support::outbox_stream::items_with_prefix(&store.client, &store.table, prefix)
+        .await
+        .expect("scan")
+        .len()
 }
 
 /// 50 parallel requests from one IP against `20/1m`: exactly 20 accepted, 30 refused with

@@ -7,24 +7,17 @@
 
 use std::sync::Arc;
 
-use pwreset_blackbox::DevServer;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use pwreset_blackbox::{DevServer, RaceTally, race_setting};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_round_of_concurrent_confirms_has_exactly_one_winner_on_serve() {
-    let rounds = setting("PWRESET_RACE_ROUNDS", 5);
-    let n = setting("PWRESET_RACE_N", 20).max(2);
+    let rounds = race_setting("PWRESET_RACE_ROUNDS", 5);
+    let n = race_setting("PWRESET_RACE_N", 20).max(2);
     let server = Arc::new(DevServer::start(&[
         ("RESET_LIMIT_PER_EMAIL", "off"),
         ("RESET_LIMIT_PER_IP", "off"),
     ]));
-    let mut tally = [0usize; 3]; // rounds with 0, 1, ≥2 winners
+    let mut tally = RaceTally::default();
     for round in 0..rounds {
         let email = format!("racer{round}@example.org");
         let uid = server.create_user(&email, "the old password 1", true).await;
@@ -48,7 +41,7 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_on_serve() {
                 other => panic!("round {round}: unexpected {other}: {}", reply.text),
             }
         }
-        tally[winners.len().min(2)] += 1;
+        tally.count(round, winners.len());
         if let [winner] = winners.as_slice() {
             assert!(
                 server.login(&email, winner).await,
@@ -56,9 +49,10 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_on_serve() {
             );
         }
     }
-    eprintln!(
-        "race: serve rounds={rounds} n={n} one_winner={} no_winner={} double_success={}",
-        tally[1], tally[0], tally[2]
+    eprintln!("race: serve {}", tally.summary(n));
+    assert_eq!(
+        tally.no_winner(),
+        0,
+        "rounds without a winner lost a request"
     );
-    assert_eq!(tally, [0, rounds, 0], "rounds with 0, 1 and 2+ winners");
 }

@@ -15,14 +15,12 @@
 //! runtime's first poll), the handler, and the response's trip back through the emulator.
 //! No cargo build or cargo freshness check is inside the interval.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::AttributeValue;
 use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
 use pwreset_core::adapters::{retry_config, timeout_config};
 use pwreset_core::domain::{EmailAddress, User, UserId};
@@ -31,6 +29,7 @@ use pwreset_core::ports::UserRepository as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::outbox_stream::{self, OutboxStream};
 use crate::serve::link_parts;
 use crate::stats::{median, ms, quantile, vm_hwm_kib};
 
@@ -86,7 +85,7 @@ struct Bench {
     http: reqwest::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
-    delivered: HashSet<String>,
+    stream: OutboxStream,
     log_dir: PathBuf,
 }
 
@@ -197,48 +196,8 @@ impl Bench {
 
     /// Stream records for outbox items not yet delivered, as DynamoDB Streams sends them.
     async fn pending_stream_event(&mut self) -> anyhow::Result<(Value, usize)> {
-        let scan = self
-            .dynamodb
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(pk, :p)")
-            .expression_attribute_values(":p", AttributeValue::S("OUTBOX#".into()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        let mut items: Vec<HashMap<String, AttributeValue>> = scan.items.unwrap_or_default();
-        items.sort_by_key(|item| item.get("created_at").and_then(|v| v.as_n().ok()).cloned());
-        let mut records = Vec::new();
-        for (seq, item) in items.into_iter().enumerate() {
-            let pk = item
-                .get("pk")
-                .and_then(|v| v.as_s().ok())
-                .context("outbox pk")?
-                .clone();
-            if !self.delivered.insert(pk) {
-                continue;
-            }
-            let image: serde_json::Map<String, Value> = item
-                .iter()
-                .filter_map(|(name, value)| match value {
-                    AttributeValue::S(s) => Some((name.clone(), json!({ "S": s }))),
-                    AttributeValue::N(n) => Some((name.clone(), json!({ "N": n }))),
-                    _ => None,
-                })
-                .collect();
-            records.push(json!({
-                "eventID": format!("e{seq}"),
-                "eventName": "INSERT",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": {
-                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
-                    "NewImage": image,
-                    "SequenceNumber": format!("{:024}", seq + 1),
-                    "StreamViewType": "NEW_IMAGE"
-                }
-            }));
-        }
+        let items = outbox_stream::outbox_items(&self.dynamodb, &self.table).await?;
+        let (records, _) = self.stream.new_records(&items);
         let count = records.len();
         Ok((json!({ "Records": records }), count))
     }
@@ -335,7 +294,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
             .build()?,
         dynamodb: dynamodb.clone(),
         table: table.clone(),
-        delivered: HashSet::new(),
+        stream: OutboxStream::default(),
         log_dir: std::env::temp_dir(),
         setup,
     };

@@ -12,6 +12,9 @@
 //! people and as one `RESULT {json}` line per benchmark for scripts.
 
 mod lambda;
+/// Stream records for outbox items, shared with the tests.
+#[path = "../../../shared/tests/support/outbox_stream.rs"]
+mod outbox_stream;
 mod serve;
 mod stats;
 

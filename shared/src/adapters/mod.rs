@@ -110,15 +110,23 @@ mod aws {
                 .filter(|url| !url.trim().is_empty())
         }
 
-        pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
-            use aws_sdk_dynamodb::config::{BehaviorVersion, Builder, Region};
-            let mut builder = Builder::new()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(self.region.clone()))
-                .credentials_provider(self.credentials.clone())
+        /// What both clients share: region, credentials, the one HTTPS client, our
+        /// timeouts and retry policy.
+        fn sdk_config(&self) -> aws_config::SdkConfig {
+            aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(self.region.clone()))
+                .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                    self.credentials.clone(),
+                ))
                 .http_client(http_client())
                 .timeout_config(timeout_config())
-                .retry_config(retry_config());
+                .retry_config(retry_config())
+                .build()
+        }
+
+        pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+            let mut builder = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config());
             if let Some(url) = Self::endpoint("DYNAMODB") {
                 builder = builder.endpoint_url(url);
             }
@@ -126,14 +134,7 @@ mod aws {
         }
 
         pub fn sesv2_client(&self) -> aws_sdk_sesv2::Client {
-            use aws_sdk_sesv2::config::{BehaviorVersion, Builder, Region};
-            let mut builder = Builder::new()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(self.region.clone()))
-                .credentials_provider(self.credentials.clone())
-                .http_client(http_client())
-                .timeout_config(timeout_config())
-                .retry_config(retry_config());
+            let mut builder = aws_sdk_sesv2::config::Builder::from(&self.sdk_config());
             if let Some(url) = Self::endpoint("SESV2") {
                 builder = builder.endpoint_url(url);
             }

@@ -102,6 +102,24 @@ impl World {
         done
     }
 
+    /// Requests a reset for `email`, delivers it, and returns the mailed link's uid and
+    /// token.
+    async fn reset_link(&self, email: &str) -> (String, String) {
+        self.request.request(email, None).await.expect("accepted");
+        self.drain().await;
+        self.last_link()
+    }
+
+    /// The password hash stored for `user` now.
+    async fn stored_hash(&self, user: &User) -> Option<PasswordHash> {
+        self.store
+            .find_by_uid(&user.uid)
+            .await
+            .expect("read")
+            .expect("exists")
+            .password_hash
+    }
+
     /// The uid and token from the last mail's link.
     fn last_link(&self) -> (String, String) {
         let sent = self.mailer.sent();
@@ -185,25 +203,15 @@ async fn malformed_addresses_are_refused_before_anything_is_queued() {
 async fn confirm_replaces_the_hash_and_queues_the_changed_notice() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     w.confirm
         .confirm(&uid, &token, STRONG)
         .await
         .expect("confirmed");
-    let stored = w
-        .store
-        .find_by_uid(&user.uid)
-        .await
-        .expect("read")
-        .expect("exists");
+    let stored = w.stored_hash(&user).await;
     assert!(
         PasswordHasher::owasp()
-            .verify(SecretString::from(STRONG), stored.password_hash)
+            .verify(SecretString::from(STRONG), stored)
             .await
             .expect("verify")
     );
@@ -217,12 +225,7 @@ async fn confirm_replaces_the_hash_and_queues_the_changed_notice() {
 async fn confirm_with_a_used_token_is_rejected() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     w.confirm
         .confirm(&uid, &token, STRONG)
         .await
@@ -273,12 +276,7 @@ async fn every_outstanding_token_dies_when_one_is_used() {
 async fn a_weak_password_is_refused_with_reasons_and_the_token_still_works() {
     let w = world();
     w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     match w.confirm.confirm(&uid, &token, "password").await {
         Err(ConfirmError::WeakPassword { reasons }) => assert!(!reasons.is_empty()),
         other => panic!("expected a weak password, got {other:?}"),
@@ -304,12 +302,7 @@ async fn a_bad_token_with_a_weak_password_is_an_invalid_token() {
 async fn an_expired_token_is_expired_and_changes_nothing() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     w.clock.advance(Duration::from_secs(3601));
     assert!(matches!(
         w.confirm.verify(&uid, &token).await,
@@ -319,13 +312,7 @@ async fn an_expired_token_is_expired_and_changes_nothing() {
         w.confirm.confirm(&uid, &token, STRONG).await,
         Err(ConfirmError::Token(TokenRejection::Expired))
     ));
-    let stored = w
-        .store
-        .find_by_uid(&user.uid)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(stored.password_hash, user.password_hash);
+    assert_eq!(w.stored_hash(&user).await, user.password_hash);
 }
 
 #[tokio::test]
@@ -349,23 +336,12 @@ async fn a_token_for_one_user_is_invalid_for_another() {
 async fn verify_changes_nothing_however_often_it_runs() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     for _ in 0..5 {
         w.confirm.verify(&uid, &token).await.expect("still valid");
     }
     assert_eq!(w.store.pending_jobs(), 0);
-    let stored = w
-        .store
-        .find_by_uid(&user.uid)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(stored.password_hash, user.password_hash);
+    assert_eq!(w.stored_hash(&user).await, user.password_hash);
     w.confirm
         .confirm(&uid, &token, STRONG)
         .await
@@ -376,12 +352,7 @@ async fn verify_changes_nothing_however_often_it_runs() {
 async fn of_twenty_concurrent_confirms_with_one_token_exactly_one_succeeds() {
     let w = Arc::new(world());
     w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let (w, uid, token) = (w.clone(), uid.clone(), token.clone());
@@ -488,12 +459,7 @@ async fn ipv6_clients_are_limited_per_64() {
 async fn a_store_outage_is_an_error_not_a_missing_user() {
     let w = world();
     let user = w.add_user("a@example.org", true).await;
-    w.request
-        .request("a@example.org", None)
-        .await
-        .expect("accepted");
-    w.drain().await;
-    let (uid, token) = w.last_link();
+    let (uid, token) = w.reset_link("a@example.org").await;
     w.store.set_unavailable(true);
     assert!(matches!(
         w.request.request("a@example.org", None).await,
@@ -509,13 +475,7 @@ async fn a_store_outage_is_an_error_not_a_missing_user() {
     ));
     w.store.set_unavailable(false);
     // Nothing was half-written: the old hash stands and the token still works.
-    let stored = w
-        .store
-        .find_by_uid(&user.uid)
-        .await
-        .expect("read")
-        .expect("exists");
-    assert_eq!(stored.password_hash, user.password_hash);
+    assert_eq!(w.stored_hash(&user).await, user.password_hash);
     w.confirm
         .confirm(&uid, &token, STRONG)
         .await

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod outbox_stream;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -316,6 +317,17 @@ pub fn sesv2_client(endpoint: &str) -> aws_sdk_sesv2::Client {
 /// A table name no other test uses.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::rng().random::<u64>())
+}
+
+/// A new table (named `<prefix>-<random>`) created by the adapter on the DynamoDB behind
+/// `client`, once that DynamoDB answers.
+pub async fn fresh_table(client: &aws_sdk_dynamodb::Client, prefix: &str) -> String {
+    warm_up_dynamodb(client).await;
+    let table = unique_name(prefix);
+    pwreset_core::adapters::dynamodb::create_table(client, &table)
+        .await
+        .expect("table created");
+    table
 }
 
 /// Waits until moto answers DynamoDB calls: its first request imports the backend, which
