@@ -206,24 +206,13 @@ impl Rig {
 
     /// Mail aws-ses-v2-local holds for `to`.
     async fn mail_to(&self, to: &str) -> Vec<Value> {
-        let store: Value = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .no_proxy()
             .build()
-            .expect("client")
-            .get(format!("{}/store", self.ses_url))
-            .send()
+            .expect("client");
+        support::ses_store::mail_to(&http, &self.ses_url, to)
             .await
             .expect("GET /store")
-            .json()
-            .await
-            .expect("JSON store");
-        store["emails"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m["destination"]["to"] == json!([to]))
-            .collect()
     }
 }
 

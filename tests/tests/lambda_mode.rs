@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use pwreset_blackbox::{RaceTally, link_parts, race_setting, workspace_root};
 use pwreset_core::adapters::dynamodb::{DynamoStore, OUTBOX_SK};
-use pwreset_core::domain::{EmailAddress, User, UserId};
+use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, StoreError, UserRepository as _};
 use secrecy::SecretString;
@@ -265,22 +265,19 @@ impl Stack {
     }
 
     async fn mail_to(&self, to: &str) -> Vec<Value> {
-        let store: Value = self
-            .http
-            .get(format!("{}/store", self.ses_url))
-            .send()
+        support::ses_store::mail_to(&self.http, &self.ses_url, to)
             .await
-            .expect("store")
-            .json()
+            .expect("GET /store")
+    }
+
+    /// The password hash stored for `uid` now.
+    async fn stored_hash(&self, uid: &UserId) -> Option<PasswordHash> {
+        self.store
+            .find_by_uid(uid)
             .await
-            .expect("json");
-        store["emails"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m["destination"]["to"] == json!([to]))
-            .collect()
+            .expect("read")
+            .expect("user")
+            .password_hash
     }
 }
 
@@ -387,18 +384,10 @@ async fn the_whole_flow_runs_on_the_lambda_binaries_against_the_emulators() {
         (status, body["code"].as_str()),
         (400, Some("invalid_token"))
     );
-    let stored = stack
-        .store
-        .find_by_uid(&uid)
-        .await
-        .expect("read")
-        .expect("user");
+    let stored = stack.stored_hash(&uid).await;
     assert!(
         PasswordHasher::owasp()
-            .verify(
-                SecretString::from(format!("{STRONG} {winner}")),
-                stored.password_hash
-            )
+            .verify(SecretString::from(format!("{STRONG} {winner}")), stored)
             .await
             .expect("verify")
     );
@@ -563,14 +552,7 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() 
     let stack = Stack::start_with(&[("RUST_LOG", "debug")]).await;
     let address = format!("{}@example.org", support::unique_name("audit"));
     let uid = stack.add_user(&address, OLD).await;
-    let old_hash = stack
-        .store
-        .find_by_uid(&uid)
-        .await
-        .expect("read")
-        .expect("user")
-        .password_hash
-        .expect("hash");
+    let old_hash = stack.stored_hash(&uid).await.expect("hash");
 
     // The whole flow: request, stream delivery, verify, a refused and a good confirm, the
     // notice, a replay.
@@ -603,14 +585,7 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() 
     }
     assert_eq!(stack.deliver_outbox().await, 1);
     assert_eq!(stack.mail_to(&address).await.len(), 2);
-    let new_hash = stack
-        .store
-        .find_by_uid(&uid)
-        .await
-        .expect("read")
-        .expect("user")
-        .password_hash
-        .expect("hash");
+    let new_hash = stack.stored_hash(&uid).await.expect("hash");
     assert_ne!(new_hash, old_hash);
 
     // The functions' lines reach cargo lambda watch's output (a little after the answer).
@@ -739,19 +714,11 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
             // load), the SDK retried it, and the retry found the hash changed. DynamoDB
             // makes that retry idempotent through the ClientRequestToken the SDK sends;
             // moto ignores it. Nothing may be lost: the stored hash must be one of ours.
-            let stored = stack
-                .store
-                .find_by_uid(&uid)
-                .await
-                .expect("read")
-                .expect("user");
+            let stored = stack.stored_hash(&uid).await;
             let mut landed = false;
             for password in &tried {
                 landed |= PasswordHasher::owasp()
-                    .verify(
-                        SecretString::from(password.clone()),
-                        stored.password_hash.clone(),
-                    )
+                    .verify(SecretString::from(password.clone()), stored.clone())
                     .await
                     .expect("verify");
             }
@@ -772,15 +739,10 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
             );
         }
         if let [winner] = winners.as_slice() {
-            let stored = stack
-                .store
-                .find_by_uid(&uid)
-                .await
-                .expect("read")
-                .expect("user");
+            let stored = stack.stored_hash(&uid).await;
             assert!(
                 PasswordHasher::owasp()
-                    .verify(SecretString::from(winner.clone()), stored.password_hash)
+                    .verify(SecretString::from(winner.clone()), stored)
                     .await
                     .expect("verify"),
                 "round {round}: the stored hash is the winner's"

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 
 use crate::outbox_stream::{self, OutboxStream};
 use crate::serve::link_parts;
+use crate::ses_store;
 use crate::stats::{median, ms, quantile, vm_hwm_kib};
 
 const TOKEN_KEYS: &str = "YmVuY2gtbW9kZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nLCBvaw==";
@@ -221,20 +222,7 @@ impl Bench {
     }
 
     async fn mail_to(&self, to: &str) -> anyhow::Result<Vec<Value>> {
-        let store: Value = self
-            .http
-            .get(format!("{}/store", self.setup.ses))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(store["emails"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| m["destination"]["to"] == json!([to]))
-            .collect())
+        Ok(ses_store::mail_to(&self.http, &self.setup.ses, to).await?)
     }
 
     async fn latest_link(&self, to: &str) -> anyhow::Result<(String, String)> {

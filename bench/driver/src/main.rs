@@ -16,6 +16,9 @@ mod lambda;
 #[path = "../../../shared/tests/support/outbox_stream.rs"]
 mod outbox_stream;
 mod serve;
+/// The mail aws-ses-v2-local holds, shared with the tests.
+#[path = "../../../shared/tests/support/ses_store.rs"]
+mod ses_store;
 mod stats;
 
 use std::path::PathBuf;

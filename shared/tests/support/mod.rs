@@ -10,6 +10,7 @@
 
 pub mod fault_proxy;
 pub mod outbox_stream;
+pub mod ses_store;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,28 @@
+//! The mail aws-ses-v2-local holds, read from its `GET /store`. Included by path from
+//! `support/mod.rs` and `bench/driver`, so it needs nothing beyond `reqwest` and
+//! `serde_json`.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+
+/// Every message the emulator at `ses_url` holds for exactly the one recipient `to`,
+/// oldest first.
+pub async fn mail_to(
+    http: &reqwest::Client,
+    ses_url: &str,
+    to: &str,
+) -> Result<Vec<Value>, reqwest::Error> {
+    let store: Value = http
+        .get(format!("{ses_url}/store"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(store["emails"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m["destination"]["to"] == json!([to]))
+        .collect())
+}
