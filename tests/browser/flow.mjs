@@ -4,7 +4,7 @@
 //   node tests/browser/flow.mjs        (scripts/browser-test installs what it needs first)
 //
 // Environment: PWRESET_BIN (default target/debug/pwreset), CHROMIUM_BIN (/usr/bin/chromium),
-// PWRESET_CACHE_DIR (.cache; playwright-core is looked up in its node/ prefix),
+// PWRESET_CACHE_DIR (~/.cache/pwreset; playwright-core is looked up in its node/ prefix),
 // BROWSER_TEST_TIMEOUT_SECS (180: the whole run is killed after that, never a hang),
 // BROWSER_SCREENSHOTS (target/browser-screenshots).
 import assert from "node:assert/strict";
@@ -16,7 +16,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const cache = process.env.PWRESET_CACHE_DIR || path.join(root, ".cache");
+const cache =
+  process.env.PWRESET_CACHE_DIR ||
+  path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "pwreset");
 const BIN = path.resolve(root, process.env.PWRESET_BIN || "target/debug/pwreset");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const SHOTS = path.resolve(root, process.env.BROWSER_SCREENSHOTS || "target/browser-screenshots");

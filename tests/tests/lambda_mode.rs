@@ -31,7 +31,7 @@ fn cargo_lambda() -> PathBuf {
     if let Some(bin) = std::env::var_os("CARGO_LAMBDA_BIN") {
         return bin.into();
     }
-    let cached = workspace_root().join(".cache/venv/bin/cargo-lambda");
+    let cached = support::tool_cache_dir().join("venv/bin/cargo-lambda");
     if cached.is_file() {
         return cached;
     }

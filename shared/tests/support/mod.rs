@@ -61,18 +61,29 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// `$ENV`, else the repo-local cache, else `PATH`; panics with the fix otherwise.
+/// Where `scripts/install-tools` puts the emulators: `$PWRESET_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/pwreset`, else `~/.cache/pwreset` (outside the clone, so a fresh clone on
+/// the same machine reuses them).
+pub fn tool_cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("PWRESET_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("pwreset")))
+        .or_else(|| var("HOME").map(|home| home.join(".cache/pwreset")))
+        .unwrap_or_else(|| workspace_root().join(".cache"))
+}
+
+/// `$ENV`, else the tool cache, else `PATH`; panics with the fix otherwise.
 fn find_tool(env: &str, cached: &str, name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let cached = workspace_root().join(cached);
+    let cached = tool_cache_dir().join(cached);
     if cached.is_file() {
         return cached;
     }
     on_path(name).unwrap_or_else(|| {
         panic!(
-            "{name} not found (set {env}, or run scripts/install-tools to install it into .cache/)"
+            "{name} not found (set {env}, or run scripts/install-tools to install it into the tool cache)"
         )
     })
 }
@@ -203,7 +214,7 @@ pub fn moto() -> &'static Emulator {
     MOTO.get_or_init(|| {
         let bin = find_tool(
             "MOTO_SERVER_BIN",
-            ".cache/venv/bin/moto_server",
+            "venv/bin/moto_server",
             "moto_server",
         );
         let address = |port: u16| {
@@ -236,7 +247,7 @@ pub fn ses_local() -> &'static Emulator {
     SES.get_or_init(|| {
         let bin = find_tool(
             "AWS_SES_V2_LOCAL_BIN",
-            ".cache/node/node_modules/.bin/aws-ses-v2-local",
+            "node/node_modules/.bin/aws-ses-v2-local",
             "aws-ses-v2-local",
         );
         start("aws-ses-v2-local", &bin, |port| {
@@ -256,7 +267,7 @@ pub fn dynalite() -> &'static Emulator {
     DYNALITE.get_or_init(|| {
         let bin = find_tool(
             "DYNALITE_BIN",
-            ".cache/node/node_modules/.bin/dynalite",
+            "node/node_modules/.bin/dynalite",
             "dynalite",
         );
         start("dynalite", &bin, |port| {
