@@ -299,6 +299,10 @@ impl From<ConfirmError> for Problem {
                 tracing::error!(event = "hashing_failed", error = %h);
                 Self::internal()
             }
+            ConfirmError::PolicyTask(reason) => {
+                tracing::error!(event = "password_check_failed", %reason);
+                Self::internal()
+            }
         }
     }
 }

@@ -298,5 +298,73 @@ mod tests {
         fn digit_strings_are_always_refused(digits in "[0-9]{1,64}") {
             prop_assert!(check(&digits).is_err());
         }
+
+        /// Keyboard walks and repeats are where zxcvbn's guess counting overflowed (a panic
+        /// in debug builds, a wrapped count in release): long strings over a few adjacent
+        /// keys of one row, shifted and unshifted, and of the keypad.
+        #[test]
+        fn long_keyboard_walks_and_repeats_get_a_verdict_never_a_panic(
+            password in keyboard_walk(),
+        ) {
+            match check(&password) {
+                Ok(_) => prop_assert!(password.chars().count() >= DEFAULT_MIN_LENGTH),
+                Err(weak) => prop_assert!(!weak.reasons.is_empty()),
+            }
+        }
+    }
+
+    /// 28 to 300 characters drawn from 1 to 4 neighbouring keys of one keyboard row (with
+    /// its shifted twin mixed in half the time), or one short unit repeated.
+    fn keyboard_walk() -> impl Strategy<Value = String> {
+        const ROWS: &[(&str, &str)] = &[
+            ("`1234567890-=", "~!@#$%^&*()_+"),
+            ("qwertyuiop[]\\", "QWERTYUIOP{}|"),
+            ("asdfghjkl;'", "ASDFGHJKL:\""),
+            ("zxcvbnm,./", "ZXCVBNM<>?"),
+            ("7894561230", "7894561230"),
+            ("/*-+.", "/*-+."),
+        ];
+        let keys = (0..ROWS.len(), 0usize..10, 1usize..=4, any::<bool>()).prop_map(
+            |(row, start, width, shifted)| {
+                let (plain, upper) = ROWS[row];
+                let plain: Vec<char> = plain.chars().collect();
+                let upper: Vec<char> = upper.chars().collect();
+                let start = start % (plain.len() - width + 1);
+                let mut keys: Vec<char> = plain[start..start + width].to_vec();
+                if shifted {
+                    keys.extend(&upper[start..start + width]);
+                }
+                keys
+            },
+        );
+        let drawn = keys.prop_flat_map(|keys| {
+            prop::collection::vec(prop::sample::select(keys), 28..=300)
+                .prop_map(|chars| chars.into_iter().collect::<String>())
+        });
+        let repeated = (keys_unit(), 28usize..=300)
+            .prop_map(|(unit, len)| unit.chars().cycle().take(len).collect::<String>());
+        prop_oneof![drawn, repeated]
+    }
+
+    fn keys_unit() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "qw", "as", "45", "12", "Wq", "!1", "qaz", "zaq", "4561",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    #[test]
+    fn the_walks_that_overflowed_the_estimator_get_a_verdict() {
+        for password in [
+            "qw".repeat(20),
+            "45".repeat(20),
+            "Wq".repeat(45),
+            "45245245245245245245245245245".to_owned(),
+        ] {
+            assert!(
+                check(&password).is_err_and(|weak| !weak.reasons.is_empty()),
+                "{password}"
+            );
+        }
     }
 }

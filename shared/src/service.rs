@@ -256,6 +256,8 @@ pub enum ConfirmError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("the password check did not finish: {0}")]
+    PolicyTask(String),
 }
 
 impl From<VerifyError> for ConfirmError {
@@ -355,9 +357,13 @@ impl ConfirmReset {
         raw_password: &str,
     ) -> Result<(), ConfirmError> {
         let VerifiedToken { user, .. } = self.verify(raw_uid, raw_token).await?;
-        let accepted = self
-            .policy
-            .check(CandidatePassword::new(raw_password), &user.email)
+        // The estimator costs milliseconds on long inputs: off the executor, like the hash.
+        let policy = self.policy;
+        let email = user.email.clone();
+        let candidate = CandidatePassword::new(raw_password);
+        let accepted = tokio::task::spawn_blocking(move || policy.check(candidate, &email))
+            .await
+            .map_err(|e| ConfirmError::PolicyTask(e.to_string()))?
             .map_err(|weak| ConfirmError::WeakPassword {
                 reasons: weak.reasons,
             })?;

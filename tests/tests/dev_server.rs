@@ -206,6 +206,28 @@ async fn a_weak_password_is_422_with_reasons_and_the_token_still_works() {
 }
 
 #[tokio::test]
+async fn long_keyboard_walks_as_new_passwords_get_a_422_not_a_dropped_connection() {
+    // Walks like these overflowed the strength estimator's guess count: in this debug build
+    // the confirm panicked and the client saw the connection close.
+    let server = DevServer::start(&[]);
+    let uid = server.create_user("walker@example.org", OLD, true).await;
+    let (_, token) = server.reset_link("walker@example.org").await;
+    for walk in [
+        "qw".repeat(40),
+        "45".repeat(40),
+        "Wq".repeat(45),
+        "as".repeat(100),
+    ] {
+        server
+            .confirm(&uid, &token, &walk)
+            .await
+            .assert_problem(422, "weak_password");
+    }
+    assert_eq!(server.confirm(&uid, &token, STRONG).await.status, 200);
+    assert!(server.login("walker@example.org", STRONG).await);
+}
+
+#[tokio::test]
 async fn a_bad_token_with_a_weak_password_is_invalid_token() {
     let server = DevServer::start(&[]);
     let uid = server.create_user("alice@example.org", OLD, true).await;

@@ -65,7 +65,11 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// `$XDG_CACHE_HOME/pwreset`, else `~/.cache/pwreset` (outside the clone, so a fresh clone on
 /// the same machine reuses them).
 pub fn tool_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("PWRESET_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("pwreset")))
         .or_else(|| var("HOME").map(|home| home.join(".cache/pwreset")))
@@ -212,11 +216,7 @@ fn python_of(script: &Path) -> Option<Vec<String>> {
 pub fn moto() -> &'static Emulator {
     static MOTO: OnceLock<Emulator> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let bin = find_tool(
-            "MOTO_SERVER_BIN",
-            "venv/bin/moto_server",
-            "moto_server",
-        );
+        let bin = find_tool("MOTO_SERVER_BIN", "venv/bin/moto_server", "moto_server");
         let address = |port: u16| {
             vec![
                 "-H".into(),
