@@ -11,6 +11,11 @@ Sends interleaved pairs at concurrency 1 over one keep-alive connection: an exis
 address and a missing one, the order within each pair alternating, and reports the median
 latency of each, the median gap, and the share of pairs where the existing address was
 slower (50 % is the ideal; the contract wants 45-55 % and a median gap under 2 %).
+
+With PWRESET_TIMING_ARMS=limited the pairs are instead a recently asked-for address, over
+its per-address limit (silently suppressed), against a fresh address (accepted): the oracle
+the silent limit must not be. The server must then run with a per-address limit of 1 per
+window (this harness sets RESET_LIMIT_PER_EMAIL=1/1h on the server it starts itself).
 """
 import http.client
 import json
@@ -30,13 +35,15 @@ PAIRS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 
 def main():
     url = os.environ.get("PWRESET_TIMING_URL")
+    limited_arm = os.environ.get("PWRESET_TIMING_ARMS") == "limited"
     server = None
     if url:
         parsed = urllib.parse.urlsplit(url)
         host, port, prefix = parsed.hostname, parsed.port, parsed.path.rstrip("/")
         existing_email = os.environ["PWRESET_TIMING_EXISTING"]
     else:
-        env = dict(os.environ, RESET_LIMIT_PER_EMAIL="off", RESET_LIMIT_PER_IP="off", RUST_LOG="warn")
+        per_email = "1/1h" if limited_arm else "off"
+        env = dict(os.environ, RESET_LIMIT_PER_EMAIL=per_email, RESET_LIMIT_PER_IP="off", RUST_LOG="warn")
         server = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--no-demo"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         host, prefix, existing_email = "127.0.0.1", "", "here@example.org"
@@ -56,11 +63,14 @@ def main():
         if server:
             _, status = post("/_dev/users", {"email": existing_email, "password": "old password 123"})
             assert status == 201
-        for _ in range(200):  # warm up
+        for _ in range(200):  # warm up (and, with the limited arms, push warm@ over its limit)
             post(prefix + "/password-reset", {"email": "warm@example.org"})
+        if limited_arm:
+            existing_email = "warm@example.org"
         existing, missing, slower = [], [], 0
+        run = time.time_ns()
         for i in range(PAIRS):
-            order = [("e", existing_email), ("m", f"nobody{i}@example.org")]
+            order = [("e", existing_email), ("m", f"nobody{i}.{run}@example.org")]
             if i % 2:
                 order.reverse()
             got = {}
@@ -72,9 +82,10 @@ def main():
             missing.append(got["m"])
             slower += got["e"] > got["m"]
         me, mm = statistics.median(existing), statistics.median(missing)
-        print(f"target: {url or BIN}, pairs: {PAIRS}")
-        print(f"median existing {me:.4f} ms, median missing {mm:.4f} ms, "
-              f"gap {(me - mm) / mm * 100:+.2f} %, existing slower in {slower / PAIRS * 100:.1f} % of pairs")
+        first, second = ("limited", "accepted") if limited_arm else ("existing", "missing")
+        print(f"target: {url or BIN}, pairs: {PAIRS}, arms: {first} vs {second}")
+        print(f"median {first} {me:.4f} ms, median {second} {mm:.4f} ms, "
+              f"gap {(me - mm) / mm * 100:+.2f} %, {first} slower in {slower / PAIRS * 100:.1f} % of pairs")
     finally:
         if server:
             server.terminate()

@@ -14,6 +14,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash as Phc, Salt, Sal
 use argon2::{Algorithm, Argon2, Block, Params, PasswordVerifier as _, Version};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use unicode_normalization::UnicodeNormalization as _;
 
 use crate::domain::PasswordHash;
 
@@ -72,17 +73,23 @@ impl PasswordHasher {
     }
 
     /// Hashes on the blocking pool: 19 MiB of memory-hard work must never stall the
-    /// executor that serves other requests.
+    /// executor that serves other requests. What is hashed is the password's NFKC form
+    /// ([`normalised`]), as [`Self::verify`] checks it.
     pub async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
         let mut lease = self.pool.lease().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_now(params, &password, lease.blocks()))
-            .await
-            .map_err(|e| HashError::Join(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            hash_now(params, &normalised(&password), lease.blocks())
+        })
+        .await
+        .map_err(|e| HashError::Join(e.to_string()))?
     }
 
-    /// Verifies a password against a stored hash. With no hash (unknown user, unusable
-    /// password), checks against a dummy hash so the answer takes as long either way.
+    /// Verifies a password, as the user typed it, against a stored hash: the password is
+    /// NFKC-normalised first, exactly as a reset normalises it before hashing, so a
+    /// password with compatibility characters (full-width letters, ligatures) signs in as
+    /// typed. With no hash (unknown user, unusable password), checks against a dummy hash
+    /// so the answer takes as long either way.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -104,7 +111,7 @@ impl PasswordHasher {
                     })
                     .clone(),
             };
-            let matches = verify_now(&password, &encoded, &mut lease);
+            let matches = verify_now(&normalised(&password), &encoded, &mut lease);
             Ok(matches && usable.is_some())
         })
         .await
@@ -115,6 +122,15 @@ impl PasswordHasher {
     fn buffers_allocated(&self) -> usize {
         self.pool.allocated.load(Ordering::SeqCst)
     }
+}
+
+/// The form every password is hashed and verified in: Unicode NFKC, the normalisation a
+/// reset applies ([`crate::domain::CandidatePassword`]). A sign-in written in another language
+/// verifies pwreset's hashes by normalising the same way first (Python
+/// `unicodedata.normalize("NFKC", pw)`, JavaScript `pw.normalize("NFKC")`, Java
+/// `Normalizer.normalize(pw, Normalizer.Form.NFKC)`), then UTF-8.
+pub fn normalised(password: &SecretString) -> SecretString {
+    SecretString::from(password.expose_secret().nfkc().collect::<String>())
 }
 
 /// Argon2 working memory, reused across calls. Each hash holds a permit for its whole run,
@@ -308,6 +324,35 @@ mod tests {
         assert!(
             !verify("violin kettle mangO").await.expect("verify"),
             "wrong"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_password_with_compatibility_characters_verifies_as_typed() {
+        let hasher = PasswordHasher::owasp();
+        // Full-width letters and the "fi" ligature: what a reset hashes is the NFKC form.
+        let typed = "\u{FF56}\u{FF49}\u{FF4F}\u{FF4C}\u{FF49}\u{FF4E} \u{FB01}ddle kettle";
+        let reset_hash = hasher
+            .hash(crate::domain::CandidatePassword::new(typed).into_secret())
+            .await
+            .expect("hash");
+        for attempt in [typed, "violin fiddle kettle"] {
+            assert!(
+                hasher
+                    .verify(SecretString::from(attempt), Some(reset_hash.clone()))
+                    .await
+                    .expect("verify"),
+                "{attempt:?}"
+            );
+        }
+        assert!(
+            !hasher
+                .verify(
+                    SecretString::from("violin fiddle kettles"),
+                    Some(reset_hash)
+                )
+                .await
+                .expect("verify")
         );
     }
 

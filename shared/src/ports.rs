@@ -31,17 +31,25 @@ pub enum OutboxJob {
     ResetRequested {
         email_key: EmailKey,
         requested_at: i64,
+        /// Over the per-address limit: written all the same, so a limited request does the
+        /// store work an accepted one does (no timing oracle), and dropped by the worker.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        suppressed: bool,
     },
     /// A reset landed: tell the owner.
     PasswordChanged { uid: UserId, changed_at: i64 },
 }
 
-/// A password replacement that lands only if the stored hash is still `expected`, together
+/// A password replacement that lands only if the account is still active with the hash and
+/// address it was checked with (`expected`, `expected_email`), together
 /// with the notice it triggers (one transaction: both or neither).
 #[derive(Debug, Clone)]
 pub struct PasswordChange {
     pub uid: UserId,
     pub expected: PasswordHash,
+    /// The stored address the token was checked against: a change of address in between
+    /// (or the account going inactive) makes the change stale, as a new hash does.
+    pub expected_email: EmailAddress,
     pub new: PasswordHash,
     pub notice: OutboxJob,
 }
@@ -263,6 +271,7 @@ mod tests {
         let job = OutboxJob::ResetRequested {
             email_key: EmailKey::normalise("a@b.org").expect("valid"),
             requested_at: 7,
+            suppressed: false,
         };
         let json = serde_json::to_string(&job).expect("json");
         assert_eq!(
@@ -272,6 +281,20 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<OutboxJob>(&json).expect("parse"),
             job
+        );
+        let suppressed = OutboxJob::ResetRequested {
+            email_key: EmailKey::normalise("a@b.org").expect("valid"),
+            requested_at: 7,
+            suppressed: true,
+        };
+        let json = serde_json::to_string(&suppressed).expect("json");
+        assert_eq!(
+            json,
+            r#"{"kind":"reset_requested","email_key":"a@b.org","requested_at":7,"suppressed":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<OutboxJob>(&json).expect("parse"),
+            suppressed
         );
         // A key that is not normal is refused on the way back in.
         assert!(

@@ -109,22 +109,25 @@ impl RequestReset {
                 return Err(RequestError::RateLimited { retry_after_secs });
             }
         }
+        let mut suppressed = false;
         if let Some(limit) = &self.limits.per_email {
             if let RateDecision::Limited { .. } =
                 self.limiter.hit(&email_bucket(&key), limit, now).await?
             {
-                // Silently: the answer is the same 202, so the limit is no oracle.
+                // Silently: the answer is the same 202, and the job is written all the same
+                // (the worker drops it), so neither the answer nor its timing is an oracle.
                 tracing::info!(
                     event = "reset_request_suppressed",
                     reason = "per_email_limit"
                 );
-                return Ok(());
+                suppressed = true;
             }
         }
         self.outbox
             .enqueue(OutboxJob::ResetRequested {
                 email_key: key,
                 requested_at: now,
+                suppressed,
             })
             .await?;
         Ok(())
@@ -201,6 +204,9 @@ impl Deliverer {
 
     pub async fn deliver(&self, job: &OutboxJob) -> Result<Delivery, DeliveryError> {
         match job {
+            OutboxJob::ResetRequested {
+                suppressed: true, ..
+            } => Ok(Delivery::Skipped),
             OutboxJob::ResetRequested { email_key, .. } => {
                 let Some(user) = self.users.find_by_email_key(email_key).await? else {
                     return Ok(Delivery::Skipped);
@@ -374,6 +380,7 @@ impl ConfirmReset {
         let change = PasswordChange {
             uid: user.uid.clone(),
             expected,
+            expected_email: user.email.clone(),
             new,
             notice: OutboxJob::PasswordChanged {
                 uid: user.uid.clone(),

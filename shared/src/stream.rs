@@ -136,6 +136,7 @@ mod tests {
         OutboxJob::ResetRequested {
             email_key: EmailKey::normalise(email).expect("valid"),
             requested_at: 0,
+            suppressed: false,
         }
     }
 

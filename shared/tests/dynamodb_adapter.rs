@@ -171,6 +171,7 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
         let change = PasswordChange {
             uid: mike.uid.clone(),
             expected: old.clone(),
+            expected_email: mike.email.clone(),
             new: PasswordHash::new(format!("$argon2id$v=19$new-{i}")),
             notice: OutboxJob::PasswordChanged {
                 uid: mike.uid.clone(),
@@ -219,6 +220,7 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
     let late = PasswordChange {
         uid: mike.uid.clone(),
         expected: old,
+        expected_email: mike.email.clone(),
         new: PasswordHash::new("$argon2id$v=19$late"),
         notice: OutboxJob::PasswordChanged {
             uid: mike.uid.clone(),
@@ -247,6 +249,67 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
     assert_eq!(outbox_jobs(&store).await.len(), 1);
 }
 
+/// The conditional write re-checks all that verify saw: the hash, the stored address the
+/// token was bound to, and an active account.
+async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
+    store: &dyn UserRepository,
+) {
+    let old = PasswordHash::new("$argon2id$v=19$old");
+    let change = |who: &User, verified_email: &str| PasswordChange {
+        uid: who.uid.clone(),
+        expected: old.clone(),
+        expected_email: EmailAddress::parse(verified_email).expect("valid"),
+        new: PasswordHash::new("$argon2id$v=19$new"),
+        notice: OutboxJob::PasswordChanged {
+            uid: who.uid.clone(),
+            changed_at: 1,
+        },
+    };
+    let asleep = user("asleep@example.org", Some(old.as_str()), false);
+    store.insert(&asleep).await.expect("insert");
+    assert_eq!(
+        store
+            .commit_password_change(&change(&asleep, "asleep@example.org"))
+            .await
+            .expect("commit"),
+        ChangeOutcome::Stale,
+        "an inactive account takes no new password"
+    );
+    let moved = user("moved@example.org", Some(old.as_str()), true);
+    store.insert(&moved).await.expect("insert");
+    assert_eq!(
+        store
+            .commit_password_change(&change(&moved, "before@example.org"))
+            .await
+            .expect("commit"),
+        ChangeOutcome::Stale,
+        "a token checked against another address is stale"
+    );
+    for unchanged in [&asleep, &moved] {
+        let stored = store.find_by_uid(&unchanged.uid).await.expect("read");
+        assert_eq!(stored.as_ref(), Some(unchanged), "nothing was written");
+    }
+    assert_eq!(
+        store
+            .commit_password_change(&change(&moved, "moved@example.org"))
+            .await
+            .expect("commit"),
+        ChangeOutcome::Applied
+    );
+}
+
+#[tokio::test]
+async fn on_dynamodb_a_change_rechecks_the_address_and_the_active_flag() {
+    let store = fresh_store().await;
+    a_change_lands_only_while_the_address_and_active_flag_are_as_verified(&store).await;
+}
+
+#[tokio::test]
+async fn in_memory_a_change_rechecks_the_address_and_the_active_flag() {
+    let store = pwreset_core::adapters::memory::MemoryStore::new();
+    a_change_lands_only_while_the_address_and_active_flag_are_as_verified(&store).await;
+}
+
 #[tokio::test]
 async fn a_change_against_a_user_without_password_is_stale() {
     let store = fresh_store().await;
@@ -255,6 +318,7 @@ async fn a_change_against_a_user_without_password_is_stale() {
     let change = PasswordChange {
         uid: bare.uid.clone(),
         expected: PasswordHash::new(""),
+        expected_email: bare.email.clone(),
         new: PasswordHash::new("$argon2id$new"),
         notice: OutboxJob::PasswordChanged {
             uid: bare.uid.clone(),
@@ -274,6 +338,7 @@ async fn enqueued_jobs_reach_the_table_stream() {
     let job = OutboxJob::ResetRequested {
         email_key: key("mike@example.org"),
         requested_at: 1_700_000_000,
+        suppressed: false,
     };
     store.enqueue(job.clone()).await.expect("enqueue");
 
@@ -449,6 +514,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
         .commit_password_change(&PasswordChange {
             uid: uid.clone(),
             expected: PasswordHash::new("$argon2id$old"),
+            expected_email: EmailAddress::parse("x@example.org").expect("valid"),
             new: PasswordHash::new("$argon2id$new"),
             notice: OutboxJob::PasswordChanged { uid, changed_at: 1 },
         })
@@ -461,6 +527,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
         .enqueue(OutboxJob::ResetRequested {
             email_key: key("mike@example.org"),
             requested_at: 1,
+            suppressed: false,
         })
         .await;
     assert!(
@@ -527,6 +594,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
         .enqueue(OutboxJob::ResetRequested {
             email_key: key("mike@example.org"),
             requested_at: 1,
+            suppressed: false,
         })
         .await
         .expect("enqueue");

@@ -228,6 +228,23 @@ async fn long_keyboard_walks_as_new_passwords_get_a_422_not_a_dropped_connection
 }
 
 #[tokio::test]
+async fn a_password_with_compatibility_characters_signs_in_as_typed() {
+    // Confirm hashes the NFKC form; sign-in must normalise the same way.
+    let server = DevServer::start(&[]);
+    let uid = server.create_user("wide@example.org", OLD, true).await;
+    let (_, token) = server.reset_link("wide@example.org").await;
+    let typed = "\u{FF56}\u{FF49}\u{FF4F}\u{FF4C}\u{FF49}\u{FF4E} \u{FB01}ddle kettle mango";
+    assert_eq!(server.confirm(&uid, &token, typed).await.status, 200);
+    assert!(server.login("wide@example.org", typed).await, "as typed");
+    assert!(
+        server
+            .login("wide@example.org", "violin fiddle kettle mango")
+            .await
+    );
+    assert!(!server.login("wide@example.org", OLD).await);
+}
+
+#[tokio::test]
 async fn a_bad_token_with_a_weak_password_is_invalid_token() {
     let server = DevServer::start(&[]);
     let uid = server.create_user("alice@example.org", OLD, true).await;
@@ -496,6 +513,27 @@ async fn a_case_variant_mails_the_stored_address_and_a_dotless_i_look_alike_mail
         mail_now.iter().all(|m| m.to == "mike@example.org"),
         "nobody else is ever mailed"
     );
+}
+
+#[tokio::test]
+async fn two_spellings_of_one_address_are_one_account() {
+    // "ß" + combining acute folds to "ss" + combining acute, which NFKC composes to "sś":
+    // a key that was not closed under normalisation gave these two spellings two keys.
+    let server = DevServer::start(&NO_LIMITS);
+    let stored = "stra\u{DF}\u{301}e@example.org";
+    let other_spelling = "STRAS\u{15B}E@example.org";
+    server.create_user(stored, OLD, true).await;
+    let taken = server
+        .post_json(
+            "/_dev/users",
+            &json!({"email": other_spelling, "password": OLD}),
+        )
+        .await;
+    taken.assert_problem(409, "email_taken");
+    assert_eq!(server.request_reset(other_spelling).await.status, 202);
+    let mail = server.wait_for_mail(1).await;
+    assert_eq!(mail.len(), 1, "the other spelling reaches the account");
+    assert_eq!(mail[0].to, stored, "mailed at the stored address");
 }
 
 #[tokio::test]

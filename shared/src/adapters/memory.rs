@@ -122,7 +122,10 @@ impl crate::ports::UserRepository for MemoryStore {
         let Some(user) = tables.users.get_mut(&change.uid) else {
             return Ok(ChangeOutcome::Stale);
         };
-        if user.password_hash.as_ref() != Some(&change.expected) {
+        if user.password_hash.as_ref() != Some(&change.expected)
+            || user.email != change.expected_email
+            || !user.active
+        {
             return Ok(ChangeOutcome::Stale);
         }
         user.password_hash = Some(change.new.clone());
