@@ -1,8 +1,10 @@
 //! `/_dev/*`: helpers for trying pwreset by hand and for black-box tests. They exist only
 //! in `pwreset serve`, never in a Lambda binary.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use http::header::HOST;
 use http::{Method, StatusCode};
 use pwreset_core::domain::{EmailAddress, EmailKey, User, UserId};
 use pwreset_core::http::{Body, Problem, Request, Response, json_response, read_json};
@@ -48,6 +50,100 @@ struct Message {
 #[derive(Serialize)]
 struct Mailbox {
     messages: Vec<Message>,
+}
+
+/// Whether this process serves `/_dev/*`. They hand out every live reset link, create
+/// users and check passwords without a limit, so they are for this machine only: never on a
+/// listener other than loopback, never for a `Host` other than loopback (a web page that
+/// rebinds its own DNS name to 127.0.0.1 sends its own name as `Host`), and with
+/// `--backend aws` (a real table) only when asked for with `--dev-routes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevRoutes {
+    On,
+    /// Off because the listener is not on a loopback address.
+    OffNotLoopback,
+    /// Off because they were not asked for (`--backend aws` without `--dev-routes`).
+    OffNotRequested,
+}
+
+impl DevRoutes {
+    pub fn decide(bound: SocketAddr, requested: bool) -> Self {
+        if !bound.ip().is_loopback() {
+            Self::OffNotLoopback
+        } else if !requested {
+            Self::OffNotRequested
+        } else {
+            Self::On
+        }
+    }
+
+    /// What the console says about them at start-up.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::On => "dev routes: /_dev/mail, /_dev/users, /_dev/login (loopback Host only)",
+            Self::OffNotLoopback => "dev routes: off (the listener is not on a loopback address)",
+            Self::OffNotRequested => "dev routes: off (pass --dev-routes to serve them)",
+        }
+    }
+
+    /// Whether this request may reach a dev route.
+    pub fn answer(self, request: &Request) -> bool {
+        self == Self::On && has_loopback_host(request)
+    }
+}
+
+/// The `Host` header (and the authority of an absolute-form target, if any) names
+/// 127.0.0.1, localhost or [::1], with or without a port.
+fn has_loopback_host(request: &Request) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    is_loopback_authority(host)
+        && request
+            .uri()
+            .authority()
+            .is_none_or(|authority| is_loopback_authority(authority.as_str()))
+}
+
+fn is_loopback_authority(authority: &str) -> bool {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, port)) => (format!("[{inside}]"), port),
+            None => return false,
+        },
+        None => {
+            let name = authority.split(':').next().unwrap_or_default();
+            (name.to_owned(), &authority[name.len()..])
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    port_ok
+        && matches!(
+            name.to_ascii_lowercase().as_str(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        )
+}
+
+/// What a refused dev route answers: the 404 of a route that does not exist here.
+pub fn refused(request: &Request) -> Response<Body> {
+    tracing::info!(
+        event = "dev_route_refused",
+        route = %request.uri().path(),
+        method = %request.method(),
+    );
+    Problem::not_found()
+        .with_detail(
+            "The /_dev routes answer only on a loopback listener, for a loopback Host \
+             (127.0.0.1, localhost or [::1]); with --backend aws only with --dev-routes.",
+        )
+        .into_response()
 }
 
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
@@ -135,4 +231,88 @@ async fn login(app: &App, request: &Request) -> Result<Response<Body>, Problem> 
         .await
         .map_err(|_| Problem::internal())?;
     Ok(json_response(StatusCode::OK, &LoginResult { valid }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(host: Option<&str>, target: &str) -> Request {
+        let mut builder = http::Request::builder().uri(target);
+        if let Some(host) = host {
+            builder = builder.header(HOST, host);
+        }
+        builder.body(Body::Empty).expect("request")
+    }
+
+    #[test]
+    fn only_a_loopback_listener_that_asked_for_them_serves_dev_routes() {
+        let at = |addr: &str| addr.parse::<SocketAddr>().expect("address");
+        assert_eq!(DevRoutes::decide(at("127.0.0.1:3000"), true), DevRoutes::On);
+        assert_eq!(DevRoutes::decide(at("[::1]:3000"), true), DevRoutes::On);
+        assert_eq!(
+            DevRoutes::decide(at("0.0.0.0:3000"), true),
+            DevRoutes::OffNotLoopback
+        );
+        assert_eq!(
+            DevRoutes::decide(at("192.0.2.7:3000"), true),
+            DevRoutes::OffNotLoopback
+        );
+        assert_eq!(
+            DevRoutes::decide(at("[::]:3000"), true),
+            DevRoutes::OffNotLoopback
+        );
+        assert_eq!(
+            DevRoutes::decide(at("127.0.0.1:3000"), false),
+            DevRoutes::OffNotRequested
+        );
+    }
+
+    #[test]
+    fn only_a_loopback_host_reaches_a_dev_route() {
+        for host in [
+            "127.0.0.1:3000",
+            "127.0.0.1",
+            "localhost:3000",
+            "LOCALHOST",
+            "[::1]:3000",
+            "[::1]",
+        ] {
+            assert!(
+                DevRoutes::On.answer(&request(Some(host), "/_dev/mail")),
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example",
+            "evil.example:3000",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example:3000",
+            "127.0.0.2:3000",
+            "0.0.0.0:3000",
+            "[::1",
+            "[::2]:3000",
+            "localhost:",
+            "localhost:30a0",
+            "",
+        ] {
+            assert!(
+                !DevRoutes::On.answer(&request(Some(host), "/_dev/mail")),
+                "{host}"
+            );
+        }
+        assert!(
+            !DevRoutes::On.answer(&request(None, "/_dev/mail")),
+            "no Host"
+        );
+        assert!(
+            !DevRoutes::On.answer(&request(
+                Some("127.0.0.1:3000"),
+                "http://evil.example/_dev/mail"
+            )),
+            "an absolute-form target names the host too"
+        );
+        assert!(!DevRoutes::OffNotRequested.answer(&request(Some("127.0.0.1"), "/_dev/mail")));
+        assert!(!DevRoutes::OffNotLoopback.answer(&request(Some("127.0.0.1"), "/_dev/mail")));
+    }
 }

@@ -42,6 +42,11 @@ enum Command {
         /// Do not create the demo user.
         #[arg(long)]
         no_demo: bool,
+        /// With --backend aws, also serve the /_dev/* routes (user creation, a password
+        /// check, the local mailbox). They are on by default only with --backend memory, and
+        /// in either case only on a loopback address for a loopback Host.
+        #[arg(long)]
+        dev_routes: bool,
     },
     /// Manage the DynamoDB table (needs the `aws` feature).
     Table {
@@ -106,9 +111,10 @@ async fn main() -> std::process::ExitCode {
             addr,
             backend,
             no_demo,
+            dev_routes,
         } => match backend {
             Backend::Memory => serve::run(addr, !no_demo).await,
-            Backend::Aws => run_aws(addr, !no_demo).await,
+            Backend::Aws => run_aws(addr, !no_demo, dev_routes).await,
         },
         Command::Table { command } => table(command).await,
         Command::User { command } => user(command).await,
@@ -127,12 +133,12 @@ const NEEDS_AWS: &str =
     "this build has no AWS support: rebuild with `cargo run -p pwreset --features aws -- …`";
 
 #[cfg(feature = "aws")]
-async fn run_aws(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
-    serve::run_aws(addr, demo).await
+async fn run_aws(addr: SocketAddr, demo: bool, dev_routes: bool) -> anyhow::Result<()> {
+    serve::run_aws(addr, demo, dev_routes).await
 }
 
 #[cfg(not(feature = "aws"))]
-async fn run_aws(_addr: SocketAddr, _demo: bool) -> anyhow::Result<()> {
+async fn run_aws(_addr: SocketAddr, _demo: bool, _dev_routes: bool) -> anyhow::Result<()> {
     anyhow::bail!(NEEDS_AWS)
 }
 

@@ -59,6 +59,8 @@ pub struct App {
     /// from the table's stream and `/_dev/mail` has nothing to show.
     pub mailer: Option<Arc<ConsoleMailer>>,
     pub hasher: PasswordHasher,
+    /// Whether `/_dev/*` answer at all (see [`crate::dev::DevRoutes`]).
+    pub dev_routes: crate::dev::DevRoutes,
 }
 
 impl std::fmt::Debug for App {
@@ -124,6 +126,7 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
         users: store,
         mailer: Some(mailer),
         hasher,
+        dev_routes: crate::dev::DevRoutes::decide(bound, true),
     });
     let result = serve(listener, app, &config, &base_url, demo).await;
     worker.abort();
@@ -133,12 +136,13 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
 /// `--backend aws`: the same API over DynamoDB. Requests write outbox items to the table;
 /// the mail goes out from its stream (the deployed `send-reset-email`).
 #[cfg(feature = "aws")]
-pub async fn run_aws(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
+pub async fn run_aws(addr: SocketAddr, demo: bool, dev_routes: bool) -> anyhow::Result<()> {
     use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let base_url = format!("http://{}", listener.local_addr()?);
+    let bound = listener.local_addr()?;
+    let base_url = format!("http://{bound}");
     let config = Config::from_env(&Mode::DevServer {
         base_url: base_url.clone(),
     })?;
@@ -164,6 +168,7 @@ pub async fn run_aws(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
         users: store,
         mailer: None,
         hasher,
+        dev_routes: crate::dev::DevRoutes::decide(bound, dev_routes),
     });
     println!(
         "--backend aws: mail is sent from the table's stream by send-reset-email, not by this process"
@@ -187,8 +192,10 @@ async fn serve(
             "TOKEN_KEYS not set: using a random key for this process (links die when it stops)"
         );
     }
+    let dev_routes_note = app.dev_routes.describe();
     let router = axum::Router::new().fallback(dispatch).with_state(app);
     println!("pwreset serve listening on {base_url}");
+    println!("{dev_routes_note}");
     if demo {
         println!(
             "demo user: {DEMO_EMAIL} (ask for a reset link at {base_url}/ and watch this console)"
@@ -310,7 +317,11 @@ async fn dispatch(
     parts.extensions.insert(PeerIp(peer.ip()));
     let request = http::Request::from_parts(parts, Body::Binary(bytes));
     let response = if path.starts_with("/_dev/") {
-        crate::dev::handle(&app, request).await
+        if app.dev_routes.answer(&request) {
+            crate::dev::handle(&app, request).await
+        } else {
+            crate::dev::refused(&request)
+        }
     } else {
         app.api.handle(request).await
     };

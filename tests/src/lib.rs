@@ -76,9 +76,20 @@ impl DevServer {
 
     /// Starts, or returns everything it printed if it exits or never listens.
     pub fn try_start(env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::try_start_with_args(&[], env)
+    }
+
+    /// `pwreset serve --addr 127.0.0.1:0 --no-demo` plus `args` (e.g. `--backend aws`).
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_start_with_args(args, env)
+            .unwrap_or_else(|output| panic!("pwreset serve did not start:\n{output}"))
+    }
+
+    fn try_start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
         let mut command = Command::new(pwreset_bin());
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--no-demo"])
+            .args(args)
             .env_remove("TOKEN_KEYS")
             .env_remove("RESET_LINK_TEMPLATE")
             .env_remove("PASSWORD_RESET_TIMEOUT")

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use pwreset_blackbox::pwreset_bin;
+use pwreset_blackbox::{DevServer, Reply, pwreset_bin};
 use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::domain::{EmailKey, UserId};
 use pwreset_core::hashing::PasswordHasher;
@@ -213,4 +213,44 @@ fn admin_commands_say_how_to_name_the_table() {
         .expect("run");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("TABLE_NAME"));
+}
+
+#[tokio::test]
+async fn serve_backend_aws_serves_dev_routes_only_with_dev_routes() {
+    let moto = support::moto();
+    let table = support::unique_name("devroutes");
+    support::warm_up_dynamodb(&support::dynamodb_client(&moto.url)).await;
+    let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("TABLE_NAME", table.as_str()),
+    ];
+    let user = serde_json::json!({"email": "dev@example.org", "password": "a dev password"});
+    let without = DevServer::start_with_args(&["--backend", "aws"], &env);
+    without
+        .post_json("/_dev/users", &user)
+        .await
+        .assert_problem(404, "not_found");
+    without
+        .post_json("/_dev/login", &user)
+        .await
+        .assert_problem(404, "not_found");
+    Reply::read(without.client.get(without.url("/_dev/mail")))
+        .await
+        .assert_problem(404, "not_found");
+    // The API is there all the same.
+    assert_eq!(without.request_reset("dev@example.org").await.status, 202);
+    drop(without);
+
+    let with = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
+    assert_eq!(with.post_json("/_dev/users", &user).await.status, 201);
+    assert!(with.login("dev@example.org", "a dev password").await);
 }

@@ -470,6 +470,58 @@ async fn the_host_header_never_reaches_the_link() {
 }
 
 #[tokio::test]
+async fn dev_routes_answer_only_a_loopback_host() {
+    // A page whose DNS name was rebound to 127.0.0.1 reaches this server with its own name
+    // as Host: it must get neither the live reset links nor a user of its making.
+    let server = DevServer::start(&[]);
+    server.create_user("alice@example.org", OLD, true).await;
+    server.reset_link("alice@example.org").await;
+    let port = server.base_url.rsplit(':').next().expect("port").to_owned();
+    let with_host = |method: reqwest::Method, path: &str, host: &str| {
+        server
+            .client
+            .request(method, server.url(path))
+            .header("host", host)
+            .header("content-type", "application/json")
+    };
+    for host in ["evil.example".to_owned(), format!("evil.example:{port}")] {
+        let mail = Reply::read(with_host(reqwest::Method::GET, "/_dev/mail", &host)).await;
+        mail.assert_problem(404, "not_found");
+        assert!(!mail.text.contains("token"), "{}", mail.text);
+        Reply::read(
+            with_host(reqwest::Method::POST, "/_dev/users", &host)
+                .body(r#"{"email":"mallory@example.org","password":"chosen by mallory"}"#),
+        )
+        .await
+        .assert_problem(404, "not_found");
+        Reply::read(
+            with_host(reqwest::Method::POST, "/_dev/login", &host)
+                .body(r#"{"email":"alice@example.org","password":"the old password 1"}"#),
+        )
+        .await
+        .assert_problem(404, "not_found");
+    }
+    assert!(
+        !server
+            .login("mallory@example.org", "chosen by mallory")
+            .await,
+        "no user was created"
+    );
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let mail = Reply::read(with_host(reqwest::Method::GET, "/_dev/mail", &host)).await;
+        assert_eq!(mail.status, 200, "{host}: {}", mail.text);
+        assert_eq!(mail.json["messages"].as_array().map(Vec::len), Some(1));
+    }
+    // The API itself answers whatever the Host (the link never comes from it).
+    let reset = Reply::read(
+        with_host(reqwest::Method::POST, "/password-reset", "evil.example")
+            .body(r#"{"email":"alice@example.org"}"#),
+    )
+    .await;
+    assert_eq!(reset.status, 202);
+}
+
+#[tokio::test]
 async fn the_link_comes_from_the_configured_template() {
     let server = DevServer::start(&[(
         "RESET_LINK_TEMPLATE",
