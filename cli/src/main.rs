@@ -94,11 +94,19 @@ enum UserCommand {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // Dependencies never log above DEBUG, whatever RUST_LOG says (see log_event_allowed).
+    let dependencies_capped = tracing_subscriber::filter::filter_fn(|meta| {
+        pwreset_core::log_event_allowed(meta.target(), meta.level())
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .finish()
+        .with(dependencies_capped)
         .init();
 }
 

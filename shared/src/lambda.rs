@@ -12,7 +12,8 @@ use crate::http::Api;
 /// JSON lines (CloudWatch Logs Insights reads the fields), filtered by `RUST_LOG`
 /// (`info` when unset or unreadable). The filter is `target=level` directives
 /// (`info,pwreset_core=debug`): `tracing_subscriber`'s `Targets`, which needs no regex
-/// engine, keeping the Lambda zips smaller than `EnvFilter` would.
+/// engine, keeping the Lambda zips smaller than `EnvFilter` would. Dependencies are capped
+/// at `DEBUG` on top of it ([`crate::log_event_allowed`]).
 pub fn init_tracing() {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -21,6 +22,9 @@ pub fn init_tracing() {
         .ok()
         .and_then(|directives| directives.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let dependencies_capped = tracing_subscriber::filter::filter_fn(|meta| {
+        crate::log_event_allowed(meta.target(), meta.level())
+    });
     tracing_subscriber::fmt()
         .json()
         .with_max_level(LevelFilter::TRACE)
@@ -29,6 +33,7 @@ pub fn init_tracing() {
         .with_current_span(false)
         .finish()
         .with(filter)
+        .with(dependencies_capped)
         .init();
 }
 

@@ -545,11 +545,13 @@ fn hash_forms(name: &str, phc: &str, out: &mut Vec<(String, String)>) {
 }
 
 #[tokio::test]
-async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() {
+async fn no_token_password_hash_or_key_reaches_the_lambda_logs_even_at_trace_level() {
     const OLD: &str = "old Secret zebra 4411";
     const NEW: &str = "violin kettle mango quartz audit";
     const WEAK: &str = "qwerty123456";
-    let stack = Stack::start_with(&[("RUST_LOG", "debug")]).await;
+    // The most verbose setting there is: the Lambda runtime logs raw event bodies at TRACE,
+    // so dependencies must stay capped at DEBUG whatever RUST_LOG says.
+    let stack = Stack::start_with(&[("RUST_LOG", "trace")]).await;
     let address = format!("{}@example.org", support::unique_name("audit"));
     let uid = stack.add_user(&address, OLD).await;
     let old_hash = stack.stored_hash(&uid).await.expect("hash");
@@ -614,6 +616,11 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() 
         logs.contains(r#""level":"DEBUG""#) && logs.contains("beginning attempt #1"),
         "debug lines, the AWS SDK's included, were captured:\n{logs}"
     );
+    assert!(
+        !logs.contains("raw JSON event received from Lambda")
+            && !logs.contains(r#""level":"TRACE""#),
+        "no dependency logged at TRACE:\n{logs}"
+    );
 
     let mut secrets = Vec::new();
     secret_forms("the token", &token, &mut secrets);
@@ -633,7 +640,7 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_at_debug_level() 
         .collect();
     assert!(
         leaks.is_empty(),
-        "leaked into the Lambda logs at RUST_LOG=debug: {leaks:?} (log: {})",
+        "leaked into the Lambda logs at RUST_LOG=trace: {leaks:?} (log: {})",
         stack.watch.log.display()
     );
     let tool_leaks: Vec<&str> = secrets
