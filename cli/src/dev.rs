@@ -50,6 +50,8 @@ struct Message {
 #[derive(Serialize)]
 struct Mailbox {
     messages: Vec<Message>,
+    /// Outbox jobs not yet finished (0: idle, nothing more will be sent for now).
+    outbox_pending: usize,
 }
 
 /// Whether this process serves `/_dev/*`. They hand out every live reset link, create
@@ -187,7 +189,17 @@ fn mail(app: &App) -> Result<Response<Body>, Problem> {
             sent_at: sent.sent_at.format(&Rfc3339).unwrap_or_default(),
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &Mailbox { messages }))
+    let outbox_pending = app
+        .outbox
+        .as_ref()
+        .map_or(0, |store| store.unfinished_jobs());
+    Ok(json_response(
+        StatusCode::OK,
+        &Mailbox {
+            messages,
+            outbox_pending,
+        },
+    ))
 }
 
 async fn create_user(app: &App, request: &Request) -> Result<Response<Body>, Problem> {

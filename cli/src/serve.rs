@@ -59,6 +59,9 @@ pub struct App {
     /// from the table's stream and `/_dev/mail` has nothing to show.
     pub mailer: Option<Arc<ConsoleMailer>>,
     pub hasher: PasswordHasher,
+    /// The in-process outbox of `--backend memory` (its worker's progress shows at
+    /// `/_dev/mail`); `None` with `--backend aws`.
+    pub outbox: Option<Arc<MemoryStore>>,
     /// Whether `/_dev/*` answer at all (see [`crate::dev::DevRoutes`]).
     pub dev_routes: crate::dev::DevRoutes,
 }
@@ -123,6 +126,7 @@ pub async fn run(addr: SocketAddr, demo: bool) -> anyhow::Result<()> {
             Some(Arc::new(confirm)),
             PathMatch::Exact,
         ),
+        outbox: Some(store.clone()),
         users: store,
         mailer: Some(mailer),
         hasher,
@@ -165,6 +169,7 @@ pub async fn run_aws(addr: SocketAddr, demo: bool, dev_routes: bool) -> anyhow::
             Some(Arc::new(confirm)),
             PathMatch::Exact,
         ),
+        outbox: None,
         users: store,
         mailer: None,
         hasher,

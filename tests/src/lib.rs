@@ -213,14 +213,17 @@ impl DevServer {
     }
 
     pub async fn mail(&self) -> Vec<Mail> {
+        self.mailbox().await.messages
+    }
+
+    async fn mailbox(&self) -> Mailbox {
         let reply = self
             .client
             .get(self.url("/_dev/mail"))
             .send()
             .await
             .expect("get mail");
-        let mailbox: Mailbox = reply.json().await.expect("mailbox json");
-        mailbox.messages
+        reply.json().await.expect("mailbox json")
     }
 
     /// Waits until at least `count` messages were sent (the outbox is asynchronous).
@@ -235,10 +238,17 @@ impl DevServer {
         }
     }
 
-    /// Waits long enough for the worker to have handled anything queued (its pickup delay
-    /// is at most 60 ms), for tests that assert no mail was sent.
+    /// Waits until the outbox is idle (`/_dev/mail` reports no unfinished job), for tests
+    /// that assert no (more) mail was sent; fails if it does not settle within 10 s.
     pub async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.mailbox().await.outbox_pending == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the outbox never went idle");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Requests a link for `email` and returns (uid, token) from the mail it produces.
@@ -331,6 +341,7 @@ pub struct Mail {
 #[derive(Debug, Deserialize)]
 struct Mailbox {
     messages: Vec<Mail>,
+    outbox_pending: usize,
 }
 
 /// (uid, token) from a link of the default shape `…#uid=U&token=T` or any link whose

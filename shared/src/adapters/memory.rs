@@ -39,6 +39,9 @@ pub struct MemoryStore {
     tables: Mutex<Tables>,
     job_ready: Notify,
     unavailable: AtomicBool,
+    /// Jobs queued and not yet finished by the worker (queued, waiting out the pickup
+    /// delay, or retrying): zero means the outbox is idle.
+    unfinished: AtomicUsize,
 }
 
 impl MemoryStore {
@@ -79,7 +82,20 @@ impl MemoryStore {
         lock(&self.tables).outbox.len()
     }
 
-    fn push_job(tables: &mut Tables, job: OutboxJob) {
+    /// Jobs queued that [`run_outbox_worker`] has not finished with (delivered, skipped or
+    /// given up on): `/_dev/mail` reports it so tests wait for an idle outbox, not a timer.
+    pub fn unfinished_jobs(&self) -> usize {
+        self.unfinished.load(Ordering::SeqCst)
+    }
+
+    fn job_finished(&self) {
+        let _ = self
+            .unfinished
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    fn push_job(&self, tables: &mut Tables, job: OutboxJob) {
+        self.unfinished.fetch_add(1, Ordering::SeqCst);
         tables.outbox.push_back(job);
     }
 }
@@ -129,7 +145,7 @@ impl crate::ports::UserRepository for MemoryStore {
             return Ok(ChangeOutcome::Stale);
         }
         user.password_hash = Some(change.new.clone());
-        Self::push_job(&mut tables, change.notice.clone());
+        self.push_job(&mut tables, change.notice.clone());
         drop(tables);
         self.job_ready.notify_one();
         Ok(ChangeOutcome::Applied)
@@ -140,7 +156,7 @@ impl crate::ports::UserRepository for MemoryStore {
 impl Outbox for MemoryStore {
     async fn enqueue(&self, job: OutboxJob) -> Result<(), StoreError> {
         self.check_available()?;
-        Self::push_job(&mut lock(&self.tables), job);
+        self.push_job(&mut lock(&self.tables), job);
         self.job_ready.notify_one();
         Ok(())
     }
@@ -295,6 +311,7 @@ pub async fn run_outbox_worker(
         };
         let deliverer = Arc::clone(&deliverer);
         let settings = settings.clone();
+        let store = Arc::clone(&store);
         tokio::spawn(async move {
             let _permit = permit;
             let delay = if settings.pickup_delay.is_empty() {
@@ -304,6 +321,7 @@ pub async fn run_outbox_worker(
             };
             tokio::time::sleep(delay).await;
             deliver_with_retries(&deliverer, &job, &settings).await;
+            store.job_finished();
         });
     }
 }
