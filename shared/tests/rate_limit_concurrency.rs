@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::adapters::memory::ManualClock;
 use pwreset_core::http::{Api, Body, PathMatch, PeerIp, Request};
-use pwreset_core::ports::RateLimit;
+use pwreset_core::ports::{OutboxJob, RateLimit};
 use pwreset_core::service::{Limits, RequestReset};
 use serde_json::{Value, json};
 
@@ -153,5 +153,30 @@ async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202(
     let outcomes = burst(&api, 20, |_| "Same.Person@example.org".to_owned()).await;
     let statuses: Vec<u16> = outcomes.iter().map(|o| o.status).collect();
     assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
-    assert_eq!(count_items(&store, dynamodb::OUTBOX_PREFIX).await, 3);
+    // Every request writes one job, so a limited one costs the same write; only the first
+    // three are mailable, the rest are marked suppressed and the deliverer skips them.
+    let jobs = outbox_jobs(&store).await;
+    assert_eq!(jobs.len(), 20, "{jobs:?}");
+    let mailable = jobs
+        .iter()
+        .filter(|job| {
+            matches!(
+                job,
+                OutboxJob::ResetRequested {
+                    suppressed: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(mailable, 3, "{jobs:?}");
+}
+
+async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
+    support::outbox_stream::items_with_prefix(&store.client, &store.table, dynamodb::OUTBOX_PREFIX)
+        .await
+        .expect("scan")
+        .iter()
+        .map(|item| dynamodb::outbox_job_from_item(item).expect("a readable job"))
+        .collect()
 }
