@@ -187,7 +187,7 @@
       ],
       invalid_token: [
         "This link can't be used",
-        "It has already been used, a newer link replaced it, or it was not copied completely. Ask for a new link below.",
+        "It has already been used, the password was changed after it was sent, or it was not copied completely. Ask for a new link below.",
       ],
       missing: [
         "This page needs the link from your e-mail",

@@ -128,7 +128,7 @@ impl Problem {
             "This reset link is not valid",
         )
         .with_detail(
-            "The link may have been used already, or replaced by a newer one. Ask for a new link.",
+            "The link may have been used already, or the password was changed since it was sent. Ask for a new link.",
         )
     }
 

@@ -137,6 +137,10 @@ async fn a_used_token_cannot_be_replayed_and_older_links_die_with_it() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, second) = server.reset_link("alice@example.org").await;
     assert_ne!(first, second);
+    // A newer link does not replace an older one (the page and the problem detail say so):
+    // both stay valid until a password change lands.
+    assert_eq!(server.verify(&uid, &first).await.status, 200);
+    assert_eq!(server.verify(&uid, &second).await.status, 200);
     assert_eq!(server.confirm(&uid, &second, STRONG).await.status, 200);
     server
         .confirm(&uid, &second, "another fine passphrase")
