@@ -133,3 +133,39 @@ async fn a_hung_mail_service_times_out_as_transient() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_internationalised_domain_arrives_in_punycode_and_a_unicode_local_part_is_rejected() {
+    let ses = support::ses_local();
+    let mailer = SesMailer::new(support::sesv2_client(&ses.url), FROM, None);
+    let subject = support::unique_name("IDN");
+    mailer
+        .send(&mail("anna@bücher.example", &subject))
+        .await
+        .expect("sent");
+    let refused = support::unique_name("non-ASCII local part");
+    match mailer.send(&mail("jürgen@example.org", &refused)).await {
+        Err(MailError::Rejected(message)) => assert!(!message.contains("jürgen"), "{message}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+
+    let store: Value = reqwest::get(format!("{}/store", ses.url))
+        .await
+        .expect("GET /store")
+        .json()
+        .await
+        .expect("JSON store");
+    let emails = store["emails"].as_array().expect("an emails array");
+    let sent = emails
+        .iter()
+        .find(|e| e["subject"] == subject.as_str())
+        .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {store}"));
+    assert_eq!(
+        sent["destination"]["to"],
+        serde_json::json!(["anna@xn--bcher-kva.example"])
+    );
+    assert!(
+        emails.iter().all(|e| e["subject"] != refused.as_str()),
+        "the rejected mail reached the service: {store}"
+    );
+}

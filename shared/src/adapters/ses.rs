@@ -3,6 +3,10 @@
 //!
 //! Errors carry the operation, SES's error code and the HTTP status only: SES's own
 //! messages quote addresses ("… identities failed the check …: a@b.org").
+//!
+//! SES takes 7-bit ASCII addresses only: an internationalised domain goes out in its
+//! Punycode (`xn--`) form, and a local part outside ASCII, which SES cannot carry at all
+//! (Punycode is not allowed there), is a permanent rejection before any call is made.
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
@@ -47,6 +51,30 @@ fn content(data: &str) -> Result<Content, MailError> {
         .charset(CHARSET)
         .build()
         .map_err(|e| MailError::Rejected(format!("could not build the message: {e}")))
+}
+
+/// The recipient as SES accepts it: a non-ASCII domain in its ASCII form (IDNA, UTS #46;
+/// an ASCII address is sent as given), the local part
+/// unchanged if it is ASCII, otherwise [`MailError::Rejected`]. The error never quotes the
+/// address.
+fn ses_recipient(address: &str) -> Result<String, MailError> {
+    let (local, domain) = address
+        .rsplit_once('@')
+        .ok_or_else(|| MailError::Rejected("SES SendEmail: the address has no domain".into()))?;
+    if !local.is_ascii() {
+        return Err(MailError::Rejected(
+            "SES SendEmail: SES accepts only ASCII local parts; this address cannot be mailed"
+                .into(),
+        ));
+    }
+    if domain.is_ascii() {
+        // As given: DNS ignores the case, and the recipient sees what they typed.
+        return Ok(address.to_owned());
+    }
+    let domain = idna::domain_to_ascii(domain).map_err(|_| {
+        MailError::Rejected("SES SendEmail: the domain is not a valid IDNA name".into())
+    })?;
+    Ok(format!("{local}@{domain}"))
 }
 
 /// Error codes (with or without the `Exception` suffix) worth retrying.
@@ -113,6 +141,7 @@ fn map_send_error(err: &SdkError<SendEmailError, HttpResponse>) -> MailError {
 #[async_trait]
 impl Mailer for SesMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        let to = ses_recipient(mail.to.as_str())?;
         let mut body = Body::builder().text(content(&mail.text)?);
         if let Some(html) = &mail.html {
             body = body.html(content(html)?);
@@ -124,11 +153,7 @@ impl Mailer for SesMailer {
         self.client
             .send_email()
             .from_email_address(&self.from)
-            .destination(
-                Destination::builder()
-                    .to_addresses(mail.to.as_str())
-                    .build(),
-            )
+            .destination(Destination::builder().to_addresses(to).build())
             .content(EmailContent::builder().simple(message).build())
             .set_configuration_set_name(self.configuration_set.clone())
             .send()
@@ -141,6 +166,35 @@ impl Mailer for SesMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internationalised_domains_go_out_in_punycode_and_ascii_addresses_unchanged() {
+        for (given, sent) in [
+            ("Mike@Example.org", "Mike@Example.org"),
+            ("anna@bücher.example", "anna@xn--bcher-kva.example"),
+            ("anna@BÜCHER.example", "anna@xn--bcher-kva.example"),
+            (
+                "user@παράδειγμα.δοκιμή",
+                "user@xn--hxajbheg2az3al.xn--jxalpdlp",
+            ),
+            ("a+tag@xn--bcher-kva.example", "a+tag@xn--bcher-kva.example"),
+        ] {
+            assert_eq!(ses_recipient(given).expect(given), sent, "{given}");
+        }
+    }
+
+    #[test]
+    fn a_local_part_outside_ascii_is_rejected_without_quoting_it() {
+        for given in ["jürgen@example.org", "用户@例子.广告", "ǅemal@example.org"] {
+            match ses_recipient(given) {
+                Err(MailError::Rejected(message)) => {
+                    let local = given.split('@').next().expect("local part");
+                    assert!(!message.contains(local), "{message}");
+                }
+                other => panic!("{given}: expected a rejection, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn transient_and_permanent_codes_are_told_apart() {
