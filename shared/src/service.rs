@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
@@ -45,6 +46,8 @@ pub struct RequestReset {
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// Set once a request without a source address met the per-IP limit (warned once).
+    warned_no_source_ip: AtomicBool,
 }
 
 impl std::fmt::Debug for RequestReset {
@@ -91,6 +94,7 @@ impl RequestReset {
             limiter,
             clock,
             limits,
+            warned_no_source_ip: AtomicBool::new(false),
         }
     }
 
@@ -103,6 +107,15 @@ impl RequestReset {
         let key = EmailKey::normalise(raw_email).map_err(|_| RequestError::InvalidEmail)?;
         let now = self.clock.unix_now();
         if let Some(limit) = &self.limits.per_ip {
+            if client_ip.is_none() && !self.warned_no_source_ip.swap(true, Ordering::Relaxed) {
+                // A deployment problem, not a client's: say it once per process, loudly
+                // enough to be seen, not once per request.
+                tracing::warn!(
+                    event = "no_source_ip",
+                    "a request arrived without a source address: all such requests share one \
+                     per-IP limit bucket (behind a proxy, pass the client address through)"
+                );
+            }
             if let RateDecision::Limited { retry_after_secs } =
                 self.limiter.hit(&ip_bucket(client_ip), limit, now).await?
             {

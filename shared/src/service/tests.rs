@@ -541,3 +541,63 @@ async fn the_worker_retries_until_the_mailer_recovers() {
     worker.abort();
     assert_eq!(mailer.sent().len(), 1);
 }
+
+/// Log lines written under `f`, as the fmt layer prints them (every level).
+async fn logged_during<F: std::future::Future<Output = ()>>(f: F) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    f.await;
+    drop(guard);
+    let bytes = buffer.0.lock().expect("buffer").clone();
+    String::from_utf8(bytes).expect("utf-8 logs")
+}
+
+#[tokio::test]
+async fn requests_without_a_source_address_share_one_bucket_and_say_so_once() {
+    let w = world_with(Limits {
+        per_email: None,
+        per_ip: RateLimit::parse("2/1m").expect("limit"),
+    });
+    let logs = logged_during(async {
+        for i in 0..2 {
+            w.request
+                .request(&format!("u{i}@example.org"), None)
+                .await
+                .expect("accepted");
+        }
+        // One shared bucket: the third unknown source is limited, a known one is not.
+        assert!(matches!(
+            w.request.request("u2@example.org", None).await,
+            Err(RequestError::RateLimited { .. })
+        ));
+        let known = "192.0.2.7".parse().expect("ip");
+        w.request
+            .request("u3@example.org", Some(known))
+            .await
+            .expect("accepted");
+    })
+    .await;
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("no_source_ip"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("WARN"), "{logs}");
+}
