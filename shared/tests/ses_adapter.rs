@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::domain::EmailAddress;
 use pwreset_core::ports::{MailError, Mailer, OutgoingMail};
-use serde_json::Value;
 
 const FROM: &str = "no-reply@pwreset.example";
 
@@ -33,18 +32,14 @@ async fn mail_reaches_aws_ses_v2_local_with_both_parts() {
     text_only.html = None;
     mailer.send(&text_only).await.expect("sent");
 
-    let store: Value = reqwest::get(format!("{}/store", ses.url))
+    let emails = support::ses_store::all_mail(&reqwest::Client::new(), &ses.url)
         .await
-        .expect("GET /store")
-        .json()
-        .await
-        .expect("JSON store");
-    let emails = store["emails"].as_array().expect("an emails array");
+        .expect("GET /store");
     let find = |subject: &str| {
         emails
             .iter()
             .find(|e| e["subject"] == subject)
-            .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {store}"))
+            .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {emails:?}"))
     };
     let found = find(&subject);
     assert_eq!(found["from"], FROM);
@@ -149,23 +144,19 @@ async fn an_internationalised_domain_arrives_in_punycode_and_a_unicode_local_par
         other => panic!("expected a rejection, got {other:?}"),
     }
 
-    let store: Value = reqwest::get(format!("{}/store", ses.url))
+    let emails = support::ses_store::all_mail(&reqwest::Client::new(), &ses.url)
         .await
-        .expect("GET /store")
-        .json()
-        .await
-        .expect("JSON store");
-    let emails = store["emails"].as_array().expect("an emails array");
+        .expect("GET /store");
     let sent = emails
         .iter()
         .find(|e| e["subject"] == subject.as_str())
-        .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {store}"));
+        .unwrap_or_else(|| panic!("no mail with subject {subject:?} in {emails:?}"));
     assert_eq!(
         sent["destination"]["to"],
         serde_json::json!(["anna@xn--bcher-kva.example"])
     );
     assert!(
         emails.iter().all(|e| e["subject"] != refused.as_str()),
-        "the rejected mail reached the service: {store}"
+        "the rejected mail reached the service: {emails:?}"
     );
 }
