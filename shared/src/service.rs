@@ -46,7 +46,8 @@ pub struct RequestReset {
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     limits: Limits,
-    /// Set once a request without a source address met the per-IP limit (warned once).
+    /// Set by the first request without a source address while a per-IP limit is on (it is
+    /// warned about once).
     warned_no_source_ip: AtomicBool,
 }
 

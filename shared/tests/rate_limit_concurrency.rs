@@ -80,13 +80,6 @@ async fn burst(api: &Api, count: usize, email: impl Fn(usize) -> String) -> Vec<
     outcomes
 }
 
-async fn count_items(store: &DynamoStore, prefix: &str) -> usize {
-    support::outbox_stream::items_with_prefix(&store.client, &store.table, prefix)
-        .await
-        .expect("scan")
-        .len()
-}
-
 /// 50 parallel requests from one IP against `20/1m`: exactly 20 accepted, 30 refused with
 /// `429 rate_limited` and a `Retry-After`; exactly 20 outbox items written.
 async fn per_ip_limit_holds_under_a_burst(endpoint: &str) {
@@ -109,7 +102,7 @@ async fn per_ip_limit_holds_under_a_burst(endpoint: &str) {
         let retry_after = outcome.retry_after.expect("a Retry-After");
         assert!((1..=60).contains(&retry_after), "{retry_after}");
     }
-    assert_eq!(count_items(&store, dynamodb::OUTBOX_PREFIX).await, 20);
+    assert_eq!(outbox_jobs(&store).await.len(), 20);
     // Every hit was counted, refused ones included.
     let counters = store
         .client
@@ -172,6 +165,7 @@ async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202(
     assert_eq!(mailable, 3, "{jobs:?}");
 }
 
+/// Every outbox job in the table, each read back as the worker would read it.
 async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
     support::outbox_stream::items_with_prefix(&store.client, &store.table, dynamodb::OUTBOX_PREFIX)
         .await
