@@ -1,19 +1,79 @@
 //! `/_dev/*`: helpers for trying pwreset by hand and for black-box tests. They exist only
-//! in `pwreset serve`, never in a Lambda binary.
+//! in `pwreset serve`, never in a Lambda binary; `pwreset serve` nests [`router`] at `/_dev`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
 use http::header::HOST;
-use http::{Method, StatusCode};
+use pwreset_core::adapters::memory::{MemoryStore, RecordingMailer};
 use pwreset_core::domain::{EmailAddress, EmailKey, User, UserId};
-use pwreset_core::http::{Body, Problem, Request, Response, json_response, read_json};
-use pwreset_core::ports::InsertOutcome;
+use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::http::{ApiJson, Problem, json_response};
+use pwreset_core::ports::{InsertOutcome, UserRepository};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
-use crate::serve::App;
+/// What the dev routes read and write.
+#[derive(Clone)]
+pub struct DevState {
+    pub users: Arc<dyn UserRepository>,
+    pub hasher: PasswordHasher,
+    /// What the console mailer of `--backend memory` sent; with `--backend aws` mail goes
+    /// through SES from the table's stream and `/_dev/mail` has nothing to show.
+    pub mailbox: Option<Arc<RecordingMailer>>,
+    /// The in-process outbox of `--backend memory` (its worker's progress shows at
+    /// `/_dev/mail`); `None` with `--backend aws`.
+    pub outbox: Option<Arc<MemoryStore>>,
+}
+
+impl std::fmt::Debug for DevState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevState")
+            .field("mailbox", &self.mailbox.is_some())
+            .field("outbox", &self.outbox.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /mail`, `POST /users`, `POST /login`, each answered only when `routes` allows
+/// it for this request (see [`DevRoutes`]); a refused request gets the 404 of a route
+/// that does not exist here.
+pub fn router(state: DevState, routes: DevRoutes) -> Router {
+    Router::new()
+        .route("/mail", get(mail).fallback(get_only))
+        .route("/users", post(create_user).fallback(post_only))
+        .route("/login", post(login).fallback(post_only))
+        .fallback(not_found)
+        .with_state(Arc::new(state))
+        .layer(middleware::from_fn_with_state(routes, guard))
+}
+
+async fn guard(State(routes): State<DevRoutes>, request: Request, next: Next) -> Response {
+    if routes.answer(&request) {
+        next.run(request).await
+    } else {
+        refused(&request)
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found()
+}
+
+async fn get_only() -> Problem {
+    Problem::method_not_allowed("GET")
+}
+
+async fn post_only() -> Problem {
+    Problem::method_not_allowed("POST")
+}
 
 #[derive(Deserialize)]
 struct NewUser {
@@ -89,14 +149,14 @@ impl DevRoutes {
     }
 
     /// Whether this request may reach a dev route.
-    pub fn answer(self, request: &Request) -> bool {
+    pub fn answer<B>(self, request: &http::Request<B>) -> bool {
         self == Self::On && has_loopback_host(request)
     }
 }
 
 /// The `Host` header (and the authority of an absolute-form target, if any) names
 /// 127.0.0.1, localhost or [::1], with or without a port.
-fn has_loopback_host(request: &Request) -> bool {
+fn has_loopback_host<B>(request: &http::Request<B>) -> bool {
     let Some(host) = request
         .headers()
         .get(HOST)
@@ -134,7 +194,7 @@ fn is_loopback_authority(authority: &str) -> bool {
 }
 
 /// What a refused dev route answers: the 404 of a route that does not exist here.
-pub fn refused(request: &Request) -> Response<Body> {
+fn refused(request: &Request) -> Response {
     tracing::info!(
         event = "dev_route_refused",
         route = %request.uri().path(),
@@ -148,37 +208,13 @@ pub fn refused(request: &Request) -> Response<Body> {
         .into_response()
 }
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
-    let started = Instant::now();
-    let path = request.uri().path().trim_end_matches('/').to_owned();
-    let method = request.method().clone();
-    let response = match (path.as_str(), &method) {
-        ("/_dev/mail", &Method::GET) => mail(app),
-        ("/_dev/users", &Method::POST) => create_user(app, &request).await,
-        ("/_dev/login", &Method::POST) => login(app, &request).await,
-        ("/_dev/mail", _) => Err(Problem::method_not_allowed("GET")),
-        ("/_dev/users" | "/_dev/login", _) => Err(Problem::method_not_allowed("POST")),
-        _ => Err(Problem::not_found()),
-    }
-    .unwrap_or_else(Problem::into_response);
-    tracing::info!(
-        event = "request",
-        route = %path,
-        method = %method,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-    );
-    response
-}
-
-fn mail(app: &App) -> Result<Response<Body>, Problem> {
-    let Some(mailer) = &app.mailer else {
+async fn mail(State(app): State<Arc<DevState>>) -> Result<Response, Problem> {
+    let Some(mailbox) = &app.mailbox else {
         return Err(Problem::not_found().with_detail(
             "With --backend aws, mail goes out through SES: there is no local mailbox.",
         ));
     };
-    let messages = mailer
-        .recorder
+    let messages = mailbox
         .sent()
         .into_iter()
         .map(|sent| Message {
@@ -202,8 +238,10 @@ fn mail(app: &App) -> Result<Response<Body>, Problem> {
     ))
 }
 
-async fn create_user(app: &App, request: &Request) -> Result<Response<Body>, Problem> {
-    let body: NewUser = read_json(request)?;
+async fn create_user(
+    State(app): State<Arc<DevState>>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<Response, Problem> {
     let email = EmailAddress::parse(&body.email).map_err(|_| Problem::invalid_email())?;
     // Dev users may have any password: the policy guards resets, not test fixtures.
     let hash = app
@@ -224,16 +262,14 @@ async fn create_user(app: &App, request: &Request) -> Result<Response<Body>, Pro
                 uid: user.uid.as_str().to_owned(),
             },
         )),
-        InsertOutcome::EmailTaken => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "email_taken",
-            "A user with this e-mail address exists",
-        )),
+        InsertOutcome::EmailTaken => Err(Problem::email_taken()),
     }
 }
 
-async fn login(app: &App, request: &Request) -> Result<Response<Body>, Problem> {
-    let body: Login = read_json(request)?;
+async fn login(
+    State(app): State<Arc<DevState>>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Response, Problem> {
     let key = EmailKey::normalise(&body.email).map_err(|_| Problem::invalid_email())?;
     let user = app.users.find_by_email_key(&key).await?;
     let stored = user.filter(|u| u.active).and_then(|u| u.password_hash);
@@ -254,7 +290,7 @@ mod tests {
         if let Some(host) = host {
             builder = builder.header(HOST, host);
         }
-        builder.body(Body::Empty).expect("request")
+        builder.body(axum::body::Body::empty()).expect("request")
     }
 
     #[test]

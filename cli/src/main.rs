@@ -9,7 +9,9 @@ mod serve;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::serve::Backend;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,14 +22,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// Everything in this process: users, outbox and mail in memory (mail printed here).
-    Memory,
-    /// DynamoDB and SES v2 (AWS or emulators via AWS_ENDPOINT_URL_*).
-    Aws,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,10 +114,7 @@ async fn main() -> std::process::ExitCode {
             backend,
             no_demo,
             dev_routes,
-        } => match backend {
-            Backend::Memory => serve::run(addr, !no_demo).await,
-            Backend::Aws => run_aws(addr, !no_demo, dev_routes).await,
-        },
+        } => serve::run(addr, backend, !no_demo, dev_routes).await,
         Command::Table { command } => table(command).await,
         Command::User { command } => user(command).await,
     };
@@ -137,18 +128,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 #[cfg(not(feature = "aws"))]
-const NEEDS_AWS: &str =
+pub(crate) const NEEDS_AWS: &str =
     "this build has no AWS support: rebuild with `cargo run -p pwreset --features aws -- …`";
-
-#[cfg(feature = "aws")]
-async fn run_aws(addr: SocketAddr, demo: bool, dev_routes: bool) -> anyhow::Result<()> {
-    serve::run_aws(addr, demo, dev_routes).await
-}
-
-#[cfg(not(feature = "aws"))]
-async fn run_aws(_addr: SocketAddr, _demo: bool, _dev_routes: bool) -> anyhow::Result<()> {
-    anyhow::bail!(NEEDS_AWS)
-}
 
 #[cfg(feature = "aws")]
 async fn table(command: TableCommand) -> anyhow::Result<()> {

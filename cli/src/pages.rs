@@ -3,9 +3,12 @@
 //! Plain HTML, CSS and JavaScript embedded in the binary: no build step, no inline script
 //! or style, no remote resources. `tests/browser/flow.mjs` walks them in Chromium.
 
+use axum::Router;
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{MethodRouter, get};
+use http::HeaderValue;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Method, StatusCode};
-use pwreset_core::http::{Body, Problem, Response};
+use pwreset_core::http::Problem;
 
 const INDEX: &str = include_str!("../assets/index.html");
 const RESET: &str = include_str!("../assets/reset.html");
@@ -19,9 +22,31 @@ pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.j
 /// reset page holds a live token.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_owned()));
-    *response.status_mut() = StatusCode::OK;
+/// `GET /`, `GET /reset`, their assets and `GET /openapi.json`.
+pub fn router() -> Router {
+    const HTML: &str = "text/html; charset=utf-8";
+    Router::new()
+        .route("/", page(HTML, INDEX))
+        .route("/index.html", page(HTML, INDEX))
+        .route("/reset", page(HTML, RESET))
+        .route(
+            "/assets/app.js",
+            page("text/javascript; charset=utf-8", SCRIPT),
+        )
+        .route("/assets/app.css", page("text/css; charset=utf-8", STYLE))
+        .route("/assets/favicon.svg", page("image/svg+xml", ICON))
+        .route("/favicon.ico", page("image/svg+xml", ICON))
+        .route("/openapi.json", page("application/json", OPENAPI_JSON))
+}
+
+/// One static page: `GET` and `HEAD`, any other method a 405 problem.
+fn page(content_type: &'static str, body: &'static str) -> MethodRouter {
+    get(move || async move { asset(content_type, body) })
+        .fallback(|| async { Problem::method_not_allowed("GET, HEAD") })
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -41,22 +66,4 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
         HeaderValue::from_static("same-origin"),
     );
     response
-}
-
-/// Answers the page routes; `None` for everything else.
-pub fn handle(method: &Method, path: &str) -> Option<Response<Body>> {
-    let page = match path {
-        "/" | "/index.html" => asset("text/html; charset=utf-8", INDEX),
-        "/reset" => asset("text/html; charset=utf-8", RESET),
-        "/assets/app.js" => asset("text/javascript; charset=utf-8", SCRIPT),
-        "/assets/app.css" => asset("text/css; charset=utf-8", STYLE),
-        "/assets/favicon.svg" | "/favicon.ico" => asset("image/svg+xml", ICON),
-        "/openapi.json" => asset("application/json", OPENAPI_JSON),
-        _ => return None,
-    };
-    if method == Method::GET || method == Method::HEAD {
-        Some(page)
-    } else {
-        Some(Problem::method_not_allowed("GET, HEAD").into_response())
-    }
 }

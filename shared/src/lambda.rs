@@ -1,13 +1,11 @@
 //! What every Lambda `main` shares: JSON logs, the HTTP runner, the AWS adapters wired
 //! from configuration. Each function's `main.rs` stays a few lines of wiring.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::adapters::LambdaEnvironment;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode};
-use crate::http::Api;
 
 /// JSON lines (CloudWatch Logs Insights reads the fields), filtered by `RUST_LOG`
 /// (`info` when unset or unreadable). The filter is `target=level` directives
@@ -37,26 +35,31 @@ pub fn init_tracing() {
         .init();
 }
 
-/// Reads the configuration a function needs, `TABLE_NAME` and the AWS region and
-/// credentials the Lambda service provides, failing fast.
-pub fn load(needs: LambdaNeeds) -> Result<(Config, String, LambdaEnvironment), ConfigError> {
-    let config = Config::from_env(&Mode::Lambda(needs))?;
-    let table = config::required("TABLE_NAME")?;
-    Ok((config, table, LambdaEnvironment::from_env()?))
+/// What every function reads at start-up: its configuration, its table, and the AWS
+/// region and credentials the Lambda service provides.
+#[derive(Debug)]
+pub struct Startup {
+    pub config: Config,
+    pub table: String,
+    pub aws: LambdaEnvironment,
 }
 
-/// The table adapter, with its SDK client built once for the life of the execution
-/// environment (connections and TLS sessions survive warm invocations).
-pub fn store(aws: &LambdaEnvironment, table: String) -> Arc<DynamoStore> {
-    Arc::new(DynamoStore::new(aws.dynamodb_client(), table))
-}
+impl Startup {
+    /// Reads it all, failing fast with a message that names the variable.
+    pub fn load(needs: LambdaNeeds) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: Config::from_env(&Mode::Lambda(needs))?,
+            table: config::required("TABLE_NAME")?,
+            aws: LambdaEnvironment::from_env()?,
+        })
+    }
 
-/// Serves the API to the Lambda runtime until it stops.
-pub async fn run_http(api: Api) -> Result<(), lambda_http::Error> {
-    let api = Arc::new(api);
-    lambda_http::run(lambda_http::service_fn(move |request| {
-        let api = Arc::clone(&api);
-        async move { Ok::<_, Infallible>(api.handle(request).await) }
-    }))
-    .await
+    /// The table adapter, with its SDK client built once for the life of the execution
+    /// environment (connections and TLS sessions survive warm invocations).
+    pub fn store(&self) -> Arc<DynamoStore> {
+        Arc::new(DynamoStore::new(
+            self.aws.dynamodb_client(),
+            self.table.clone(),
+        ))
+    }
 }

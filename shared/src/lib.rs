@@ -1,7 +1,7 @@
 //! `pwreset-core`: everything pwreset does, whatever the entry point.
 //!
-//! The Lambda binaries and the `pwreset serve` dev server are thin wiring around
-//! [`service::ResetService`] and [`http::handle`]; all behaviour lives and is tested here.
+//! The Lambda binaries and the `pwreset serve` dev server are thin wiring around the use
+//! cases in [`service`] and the routers in [`http`]; all behaviour lives and is tested here.
 
 pub mod adapters;
 pub mod config;

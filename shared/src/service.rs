@@ -411,53 +411,5 @@ impl ConfirmReset {
     }
 }
 
-/// What the HTTP layer asks of the request use case. A trait object rather than the type,
-/// so a binary that serves only confirm links none of the request code and the other way
-/// round: `request-reset` carries no password policy (zxcvbn's dictionaries) and no argon2.
-#[async_trait::async_trait]
-pub trait Requests: Send + Sync + std::fmt::Debug {
-    async fn request(&self, raw_email: &str, client_ip: Option<IpAddr>)
-    -> Result<(), RequestError>;
-}
-
-#[async_trait::async_trait]
-impl Requests for RequestReset {
-    async fn request(
-        &self,
-        raw_email: &str,
-        client_ip: Option<IpAddr>,
-    ) -> Result<(), RequestError> {
-        RequestReset::request(self, raw_email, client_ip).await
-    }
-}
-
-/// What the HTTP layer asks of the verify/confirm use case; see [`Requests`].
-#[async_trait::async_trait]
-pub trait Confirms: Send + Sync + std::fmt::Debug {
-    async fn verify(&self, raw_uid: &str, raw_token: &str) -> Result<VerifiedToken, VerifyError>;
-    async fn confirm(
-        &self,
-        raw_uid: &str,
-        raw_token: &str,
-        raw_password: &str,
-    ) -> Result<(), ConfirmError>;
-}
-
-#[async_trait::async_trait]
-impl Confirms for ConfirmReset {
-    async fn verify(&self, raw_uid: &str, raw_token: &str) -> Result<VerifiedToken, VerifyError> {
-        ConfirmReset::verify(self, raw_uid, raw_token).await
-    }
-
-    async fn confirm(
-        &self,
-        raw_uid: &str,
-        raw_token: &str,
-        raw_password: &str,
-    ) -> Result<(), ConfirmError> {
-        ConfirmReset::confirm(self, raw_uid, raw_token, raw_password).await
-    }
-}
-
 #[cfg(test)]
 mod tests;

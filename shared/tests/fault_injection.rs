@@ -1,6 +1,6 @@
 //! SES and DynamoDB failing mid-flow, injected by a loopback proxy between the real AWS SDK
 //! (with the adapters' timeouts and retries) and the emulators: moto for DynamoDB,
-//! aws-ses-v2-local for SES v2. Everything is driven through `pwreset_core::http::Api` and
+//! aws-ses-v2-local for SES v2. Everything is driven through the `pwreset_core::http` routes and
 //! the stream consumer `deliver_batch`, wired as the Lambda functions wire them.
 //!
 //! What must hold: no lost request, no half-written state, `503 unavailable` (with
@@ -15,11 +15,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
-use pwreset_core::http::{Api, Body, PathMatch, PeerIp, Request};
+use pwreset_core::http::{DevServerApp, PeerIp, api_routes, for_dev_server};
 use pwreset_core::mail::{LinkTemplate, MailComposer};
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{RateLimit, SystemClock, UserRepository as _};
@@ -30,6 +31,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::fault_proxy::{Fault, FaultProxy};
 use support::outbox_stream::{self, Item, OutboxStream};
+use tower::ServiceExt as _;
 
 const OLD: &str = "the old password 1";
 const STRONG: &str = "violin kettle mango quartz";
@@ -43,7 +45,7 @@ struct Rig {
     dynamodb_proxy: FaultProxy,
     ses_proxy: FaultProxy,
     direct: DynamoStore,
-    api: Api,
+    api: DevServerApp,
     deliverer: Deliverer,
     signer: TokenSigner,
     ses_url: String,
@@ -97,11 +99,7 @@ impl Rig {
             dynamodb_proxy,
             ses_proxy,
             direct: DynamoStore::new(direct_client, table),
-            api: Api::new(
-                Some(Arc::new(request)),
-                Some(Arc::new(confirm)),
-                PathMatch::Exact,
-            ),
+            api: for_dev_server(api_routes(Arc::new(request), Arc::new(confirm))),
             deliverer,
             signer,
             ses_url: ses.url.clone(),
@@ -217,8 +215,8 @@ impl Rig {
 }
 
 /// One request through the API, from a fixed client address.
-async fn call(api: &Api, path: &str, body: &Value) -> Reply {
-    let request: Request = http::Request::builder()
+async fn call(api: &DevServerApp, path: &str, body: &Value) -> Reply {
+    let request = http::Request::builder()
         .method("POST")
         .uri(path)
         .header("content-type", "application/json")
@@ -226,7 +224,7 @@ async fn call(api: &Api, path: &str, body: &Value) -> Reply {
         .body(Body::from(body.to_string()))
         .expect("a request");
     let started = Instant::now();
-    let response = api.handle(request).await;
+    let response = api.clone().oneshot(request).await.expect("infallible");
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let retry_after = response
@@ -234,7 +232,10 @@ async fn call(api: &Api, path: &str, body: &Value) -> Reply {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Reply {
         status,
         body,
@@ -460,8 +461,8 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
         support::dynamodb_client(&format!("http://127.0.0.1:{}", support::closed_port())),
         rig.direct.table.clone(),
     ));
-    let down = Api::new(
-        Some(Arc::new(RequestReset::new(
+    let down = for_dev_server(api_routes(
+        Arc::new(RequestReset::new(
             store.clone(),
             store.clone(),
             Arc::new(SystemClock),
@@ -469,16 +470,15 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
                 per_email: None,
                 per_ip: RateLimit::parse("1000/1m").expect("limit"),
             },
-        ))),
-        Some(Arc::new(ConfirmReset::new(
+        )),
+        Arc::new(ConfirmReset::new(
             store,
             Arc::new(SystemClock),
             rig.signer.clone(),
             PasswordPolicy::new(12),
             PasswordHasher::owasp(),
-        ))),
-        PathMatch::Exact,
-    );
+        )),
+    ));
     call(&down, "/password-reset", &json!({ "email": email }))
         .await
         .assert_unavailable("request, refused");
@@ -585,7 +585,7 @@ async fn a_crash_between_hashing_and_the_conditional_write_loses_nothing() {
     // Hold the password write in flight, then kill the confirm that sent it.
     rig.dynamodb_proxy.set_for(TRANSACT_WRITE, Fault::Hang);
     let api = rig.api.clone();
-    let request: Request = http::Request::builder()
+    let request = http::Request::builder()
         .method("POST")
         .uri("/password-reset/confirm")
         .header("content-type", "application/json")
@@ -593,7 +593,7 @@ async fn a_crash_between_hashing_and_the_conditional_write_loses_nothing() {
             json!({"uid": user.uid.as_str(), "token": token, "new_password": STRONG}).to_string(),
         ))
         .expect("a request");
-    let confirm = tokio::spawn(async move { api.handle(request).await });
+    let confirm = tokio::spawn(async move { api.oneshot(request).await });
     rig.dynamodb_proxy
         .wait_until("the password write is held", Duration::from_secs(20), |p| {
             p.held() == 1

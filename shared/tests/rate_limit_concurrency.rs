@@ -1,5 +1,5 @@
 //! The DynamoDB rate limiter under a burst: many parallel `POST /password-reset` through
-//! `pwreset_core::http::Api` with the real `DynamoStore` (counters, outbox), against moto
+//! the dev server's request route (`pwreset_core::http::request_routes`) with the real `DynamoStore` (counters, outbox), against moto
 //! and dynalite. The counter is one atomic `ADD` per hit, so exactly the limit gets through
 //! however the requests interleave. Needs `scripts/install-tools`.
 //!
@@ -13,12 +13,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::Body;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::adapters::memory::ManualClock;
-use pwreset_core::http::{Api, Body, PathMatch, PeerIp, Request};
+use pwreset_core::http::{DevServerApp, PeerIp, for_dev_server, request_routes};
 use pwreset_core::ports::{OutboxJob, RateLimit};
 use pwreset_core::service::{Limits, RequestReset};
 use serde_json::{Value, json};
+use tower::ServiceExt as _;
 
 const BURST: usize = 50;
 
@@ -29,7 +31,7 @@ struct Outcome {
 }
 
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
-async fn api_on(endpoint: &str, limits: Limits) -> (Api, DynamoStore) {
+async fn api_on(endpoint: &str, limits: Limits) -> (DevServerApp, DynamoStore) {
     let client = support::dynamodb_client(endpoint);
     let table = support::fresh_table(&client, "limits").await;
     let store = Arc::new(DynamoStore::new(client, table));
@@ -38,34 +40,35 @@ async fn api_on(endpoint: &str, limits: Limits) -> (Api, DynamoStore) {
     ));
     let service = RequestReset::new(store.clone(), store.clone(), clock, limits);
     (
-        Api::new(Some(Arc::new(service)), None, PathMatch::Exact),
+        for_dev_server(request_routes(Arc::new(service))),
         DynamoStore::clone(&store),
     )
 }
 
 /// `count` parallel requests from one client address, one e-mail address each (or all the
 /// same one).
-async fn burst(api: &Api, count: usize, email: impl Fn(usize) -> String) -> Vec<Outcome> {
+async fn burst(api: &DevServerApp, count: usize, email: impl Fn(usize) -> String) -> Vec<Outcome> {
     let tasks: Vec<_> = (0..count)
         .map(|i| {
             let api = api.clone();
             let body = json!({ "email": email(i) }).to_string();
             tokio::spawn(async move {
-                let request: Request = http::Request::builder()
+                let request = http::Request::builder()
                     .method("POST")
                     .uri("/password-reset")
                     .header("content-type", "application/json")
                     .extension(PeerIp(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 23))))
                     .body(Body::from(body))
                     .expect("a request");
-                let response = api.handle(request).await;
-                let body: Value =
-                    serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+                let response = api.oneshot(request).await.expect("infallible");
+                let (response, body) = response.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 Outcome {
-                    status: response.status().as_u16(),
+                    status: response.status.as_u16(),
                     code: body["code"].as_str().map(str::to_owned),
                     retry_after: response
-                        .headers()
+                        .headers
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse().ok()),

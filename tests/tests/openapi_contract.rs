@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pwreset_blackbox::{DevServer, Reply, workspace_root};
+use pwreset_core::http::ProblemCode;
 use serde_json::{Value, json};
 
 const OLD: &str = "the old password 1";
@@ -352,7 +353,8 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
         "documented but never produced: {unkept:?}"
     );
 
-    // The shared Problem schema lists exactly the codes the operations and 404/405 use.
+    // The shared Problem schema lists exactly the public codes pwreset has, and the
+    // operations promise nothing beyond them.
     let listed: BTreeSet<String> =
         spec.doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
             .as_array()
@@ -371,4 +373,10 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
         listed, used,
         "Problem.code enum vs the codes the operations use"
     );
+    let public: BTreeSet<String> = ProblemCode::ALL
+        .into_iter()
+        .filter(|code| code.is_public())
+        .map(|code| code.as_str().to_owned())
+        .collect();
+    assert_eq!(listed, public, "Problem.code enum vs pwreset's ProblemCode");
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use pwreset_core::config::LambdaNeeds;
 use pwreset_core::hashing::PasswordHasher;
-use pwreset_core::http::{Api, PathMatch};
-use pwreset_core::lambda;
+use pwreset_core::http;
+use pwreset_core::lambda::{self, Startup};
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::SystemClock;
 use pwreset_core::service::ConfirmReset;
@@ -17,11 +17,12 @@ use pwreset_core::token::TokenSigner;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let (config, table, aws) = lambda::load(LambdaNeeds {
+    let startup = Startup::load(LambdaNeeds {
         token_keys: true,
         mail: false,
     })?;
-    let store = lambda::store(&aws, table);
+    let store = startup.store();
+    let config = startup.config;
     let service = ConfirmReset::new(
         store,
         Arc::new(SystemClock),
@@ -29,10 +30,5 @@ async fn main() -> Result<(), lambda_http::Error> {
         PasswordPolicy::new(config.min_password_length),
         PasswordHasher::owasp(),
     );
-    lambda::run_http(Api::new(
-        None,
-        Some(Arc::new(service)),
-        PathMatch::LastSegments,
-    ))
-    .await
+    lambda_http::run(http::for_lambda(http::confirm_routes(Arc::new(service)))).await
 }

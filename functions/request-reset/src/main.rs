@@ -5,24 +5,24 @@
 use std::sync::Arc;
 
 use pwreset_core::config::LambdaNeeds;
-use pwreset_core::http::{Api, PathMatch};
-use pwreset_core::lambda;
+use pwreset_core::http;
+use pwreset_core::lambda::{self, Startup};
 use pwreset_core::ports::SystemClock;
 use pwreset_core::service::RequestReset;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let (config, table, aws) = lambda::load(LambdaNeeds {
+    let startup = Startup::load(LambdaNeeds {
         token_keys: false,
         mail: false,
     })?;
-    let store = lambda::store(&aws, table);
-    let service = RequestReset::new(store.clone(), store, Arc::new(SystemClock), config.limits);
-    lambda::run_http(Api::new(
-        Some(Arc::new(service)),
-        None,
-        PathMatch::LastSegments,
-    ))
-    .await
+    let store = startup.store();
+    let service = RequestReset::new(
+        store.clone(),
+        store,
+        Arc::new(SystemClock),
+        startup.config.limits,
+    );
+    lambda_http::run(http::for_lambda(http::request_routes(Arc::new(service)))).await
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use lambda_runtime::{LambdaEvent, service_fn};
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::config::LambdaNeeds;
-use pwreset_core::lambda;
+use pwreset_core::lambda::{self, Startup};
 use pwreset_core::mail::MailComposer;
 use pwreset_core::ports::SystemClock;
 use pwreset_core::service::Deliverer;
@@ -18,8 +18,9 @@ use pwreset_core::token::TokenSigner;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let (config, table, aws) = lambda::load(LambdaNeeds::ALL)?;
-    let store = lambda::store(&aws, table);
+    let startup = Startup::load(LambdaNeeds::ALL)?;
+    let store = startup.store();
+    let Startup { config, aws, .. } = startup;
     let configuration_set = std::env::var("SES_CONFIGURATION_SET")
         .ok()
         .filter(|s| !s.trim().is_empty());

@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
+use http::header::{ALLOW, RETRY_AFTER};
+use http::{Method, Request};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use tower::ServiceExt as _;
 
 use super::*;
 use crate::adapters::memory::{MemoryRateLimiter, MemoryStore};
@@ -15,13 +19,50 @@ use crate::ports::{RateLimit, UserRepository as _};
 use crate::service::{ConfirmReset, Limits, RequestReset};
 use crate::token::{TokenKeys, TokenSigner, TokenSubject};
 
+/// Which deployment's path handling a fixture's requests go through.
+#[derive(Clone, Copy)]
+enum Deployment {
+    DevServer,
+    Lambda,
+}
+
 struct Fixture {
     api: Api,
     store: Arc<MemoryStore>,
     signer: TokenSigner,
 }
 
-fn fixture(matching: PathMatch, limits: Limits) -> Fixture {
+/// Both use cases' routes, served as `deployment` serves them.
+#[derive(Clone)]
+struct Api {
+    request: Router,
+    confirm: Router,
+    deployment: Deployment,
+}
+
+impl Api {
+    fn routes(&self) -> Router {
+        self.request.clone().merge(self.confirm.clone())
+    }
+
+    /// What `for_dev_server` or `for_lambda` does, over the test's own body type.
+    async fn handle_with(&self, routes: Router, request: Request<Body>) -> Response {
+        let request = match self.deployment {
+            Deployment::DevServer => without_trailing_slash(request),
+            Deployment::Lambda => deployment_path(request),
+        };
+        match app(routes).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn handle(&self, request: Request<Body>) -> Response {
+        self.handle_with(self.routes(), request).await
+    }
+}
+
+fn fixture(deployment: Deployment, limits: Limits) -> Fixture {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(SystemClock);
     let signer = TokenSigner::new(TokenKeys::generate(), 3600);
@@ -39,7 +80,11 @@ fn fixture(matching: PathMatch, limits: Limits) -> Fixture {
         PasswordHasher::owasp(),
     );
     Fixture {
-        api: Api::new(Some(Arc::new(request)), Some(Arc::new(confirm)), matching),
+        api: Api {
+            request: request_routes(Arc::new(request)),
+            confirm: confirm_routes(Arc::new(confirm)),
+            deployment,
+        },
         store,
         signer,
     }
@@ -52,7 +97,7 @@ fn no_limits() -> Limits {
     }
 }
 
-fn post(path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request {
+fn post(path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
     let mut builder = http::Request::builder().method(Method::POST).uri(path);
     if let Some(ct) = content_type {
         builder = builder.header(CONTENT_TYPE, ct);
@@ -60,16 +105,26 @@ fn post(path: &str, content_type: Option<&str>, body: impl Into<Body>) -> Reques
     builder.body(body.into()).expect("request")
 }
 
-fn post_json(path: &str, body: &Value) -> Request {
+fn post_json(path: &str, body: &Value) -> Request<Body> {
     post(path, Some(JSON), body.to_string())
 }
 
-async fn send(api: &Api, request: Request) -> (StatusCode, http::HeaderMap, Value) {
-    let response = api.handle(request).await;
+async fn body_bytes(response: Response) -> Vec<u8> {
+    axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a response body")
+        .to_vec()
+}
+
+async fn send(api: &Api, request: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    read(api.handle(request).await).await
+}
+
+async fn read(response: Response) -> (StatusCode, http::HeaderMap, Value) {
     let status = response.status();
     let headers = response.headers().clone();
-    let body: &[u8] = response.body().as_ref();
-    let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let body = body_bytes(response).await;
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (status, headers, json)
 }
 
@@ -115,7 +170,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn a_reset_request_is_accepted_with_the_exact_body() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let response = f
         .api
         .handle(post_json(
@@ -124,14 +179,14 @@ async fn a_reset_request_is_accepted_with_the_exact_body() {
         ))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.body().as_ref(), br#"{"status":"accepted"}"#);
     assert_eq!(response.headers()[CONTENT_TYPE], JSON);
     assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+    assert_eq!(body_bytes(response).await, br#"{"status":"accepted"}"#);
 }
 
 #[tokio::test]
 async fn bodies_over_16_kib_are_refused_before_parsing_and_exactly_16_kib_is_read() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let prefix = r#"{"email":"a@example.org","pad":""#;
     let suffix = r#""}"#;
     let pad = MAX_BODY_BYTES - prefix.len() - suffix.len();
@@ -148,7 +203,7 @@ async fn bodies_over_16_kib_are_refused_before_parsing_and_exactly_16_kib_is_rea
 
 #[tokio::test]
 async fn only_json_media_types_are_read() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let body = json!({"email": "a@example.org"}).to_string();
     for ct in [
         None,
@@ -172,7 +227,7 @@ async fn only_json_media_types_are_read() {
 
 #[tokio::test]
 async fn malformed_json_and_wrong_shapes_are_invalid_requests() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     for (path, body) in [
         ("/password-reset", "{"),
         ("/password-reset", "[]"),
@@ -204,7 +259,7 @@ async fn malformed_json_and_wrong_shapes_are_invalid_requests() {
 
 #[tokio::test]
 async fn problem_details_never_echo_the_input() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let (_, _, problem) = send(
         &f.api,
         post(
@@ -219,7 +274,7 @@ async fn problem_details_never_echo_the_input() {
 
 #[tokio::test]
 async fn malformed_addresses_are_invalid_email() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     for email in ["", "nope", "a@b.org\r\nBcc: c@d.org", "a b@c.org"] {
         let (status, headers, problem) = send(
             &f.api,
@@ -232,14 +287,14 @@ async fn malformed_addresses_are_invalid_email() {
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_other_methods_are_405_with_allow() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let (status, headers, problem) = send(&f.api, post_json("/nope", &json!({}))).await;
     assert_problem(status, &headers, &problem, 404, "not_found");
     for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
         let request = http::Request::builder()
             .method(method.clone())
             .uri("/password-reset/verify")
-            .body(Body::Empty)
+            .body(Body::empty())
             .expect("request");
         let (status, headers, problem) = send(&f.api, request).await;
         assert_problem(status, &headers, &problem, 405, "method_not_allowed");
@@ -249,7 +304,7 @@ async fn unknown_paths_are_404_and_other_methods_are_405_with_allow() {
 
 #[tokio::test]
 async fn verify_answers_valid_with_an_rfc3339_expiry() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let (user, token) = f.user_with_token().await;
     let (status, headers, body) = send(
         &f.api,
@@ -271,7 +326,7 @@ async fn verify_answers_valid_with_an_rfc3339_expiry() {
 
 #[tokio::test]
 async fn tampered_tokens_are_invalid_token() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let (user, token) = f.user_with_token().await;
     let mut tampered = token.clone().into_bytes();
     tampered[20] = if tampered[20] == b'A' { b'B' } else { b'A' };
@@ -296,7 +351,7 @@ async fn tampered_tokens_are_invalid_token() {
 
 #[tokio::test]
 async fn a_weak_password_is_422_with_reasons_but_a_bad_token_wins() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     let (user, token) = f.user_with_token().await;
     let (status, headers, problem) = send(
         &f.api,
@@ -321,7 +376,7 @@ async fn a_weak_password_is_422_with_reasons_but_a_bad_token_wins() {
 
 #[tokio::test]
 async fn a_store_outage_is_503_unavailable() {
-    let f = fixture(PathMatch::Exact, no_limits());
+    let f = fixture(Deployment::DevServer, no_limits());
     f.store.set_unavailable(true);
     let (status, headers, problem) = send(
         &f.api,
@@ -335,7 +390,7 @@ async fn a_store_outage_is_503_unavailable() {
 #[tokio::test]
 async fn the_per_ip_limit_reads_the_peer_address_not_x_forwarded_for() {
     let f = fixture(
-        PathMatch::Exact,
+        Deployment::DevServer,
         Limits {
             per_email: None,
             per_ip: RateLimit::parse("2/1m").expect("valid"),
@@ -363,38 +418,78 @@ async fn the_per_ip_limit_reads_the_peer_address_not_x_forwarded_for() {
     assert!((1..=60).contains(&retry));
 }
 
+/// The route a request reaches, as the status of an empty JSON body says it: 400 from a
+/// route's body check, 404 from no route.
+async fn reaches_a_route(api: &Api, path: &str) -> bool {
+    let (status, _, _) = send(api, post_json(path, &json!({}))).await;
+    assert!(
+        status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+        "{path}: {status}"
+    );
+    status == StatusCode::BAD_REQUEST
+}
+
 #[tokio::test]
 async fn lambda_functions_route_on_the_last_segments() {
-    let f = fixture(PathMatch::LastSegments, no_limits());
+    let f = fixture(Deployment::Lambda, no_limits());
     for path in [
         "/password-reset",
         "/prod/password-reset",
         "/lambda-url/request-reset/password-reset",
         "/lambda-url/request-reset/password-reset/",
+        "/lambda-url/confirm-reset/password-reset/verify",
+        "/password-reset/confirm",
+        "/prod/password-reset/confirm/",
     ] {
-        assert_eq!(f.api.route_of(path), Some(Route::RequestReset), "{path}");
+        assert!(reaches_a_route(&f.api, path).await, "{path}");
     }
+    for path in [
+        "/other/verify",
+        "/password-reset-x",
+        "/prod/password-reset/other",
+        "/password-reset/verify/more",
+    ] {
+        assert!(!reaches_a_route(&f.api, path).await, "{path}");
+    }
+    let exact = fixture(Deployment::DevServer, no_limits());
+    assert!(!reaches_a_route(&exact.api, "/prod/password-reset").await);
+    assert!(reaches_a_route(&exact.api, "/password-reset/").await);
+}
+
+#[test]
+fn the_deployment_prefix_goes_and_the_query_stays() {
+    let request = Request::builder()
+        .uri("/prod/password-reset/verify/?x=1")
+        .body(())
+        .expect("request");
     assert_eq!(
-        f.api
-            .route_of("/lambda-url/confirm-reset/password-reset/verify"),
-        Some(Route::Verify)
+        deployment_path(request).uri().to_string(),
+        "/password-reset/verify?x=1"
     );
-    assert_eq!(
-        f.api.route_of("/password-reset/confirm"),
-        Some(Route::Confirm)
-    );
-    assert_eq!(f.api.route_of("/other/verify"), None);
-    let exact = fixture(PathMatch::Exact, no_limits());
-    assert_eq!(exact.api.route_of("/prod/password-reset"), None);
+    let root = Request::builder().uri("/").body(()).expect("request");
+    assert_eq!(without_trailing_slash(root).uri().path(), "/");
 }
 
 #[tokio::test]
 async fn a_function_that_serves_one_part_answers_404_for_the_rest() {
-    let f = fixture(PathMatch::LastSegments, no_limits());
-    let only_request = Api::new(f.api.request.clone(), None, PathMatch::LastSegments);
-    let (status, headers, problem) = send(
-        &only_request,
-        post_json("/password-reset/verify", &json!({})),
+    let f = fixture(Deployment::Lambda, no_limits());
+    let (status, headers, problem) = read(
+        f.api
+            .handle_with(
+                f.api.request.clone(),
+                post_json("/password-reset/verify", &json!({})),
+            )
+            .await,
+    )
+    .await;
+    assert_problem(status, &headers, &problem, 404, "not_found");
+    let (status, headers, problem) = read(
+        f.api
+            .handle_with(
+                f.api.confirm.clone(),
+                post_json("/password-reset", &json!({})),
+            )
+            .await,
     )
     .await;
     assert_problem(status, &headers, &problem, 404, "not_found");
@@ -425,7 +520,7 @@ async fn the_source_ip_comes_from_the_api_gateway_request_context() {
     });
     let request = lambda_http::request::from_str(&event.to_string()).expect("event");
     assert_eq!(
-        client_ip(&request),
+        client_ip(request.extensions()),
         Some("198.51.100.23".parse().expect("ip"))
     );
 }
@@ -436,7 +531,7 @@ fn events_dir() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn every_sample_api_gateway_event_gets_its_expected_status() {
-    let f = fixture(PathMatch::LastSegments, no_limits());
+    let f = fixture(Deployment::Lambda, no_limits());
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(events_dir().join("expected.json")).expect("expected.json"),
     )
@@ -446,7 +541,10 @@ async fn every_sample_api_gateway_event_gets_its_expected_status() {
         let Some(want) = want.as_u64() else { continue };
         let text = std::fs::read_to_string(events_dir().join(name)).expect("event file");
         let request = lambda_http::request::from_str(&text).expect("an API Gateway event");
-        let response = f.api.handle(request).await;
+        let response = match for_lambda(f.api.routes()).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
         assert_eq!(u64::from(response.status().as_u16()), want, "{name}");
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store", "{name}");
         checked += 1;
@@ -459,5 +557,8 @@ fn a_cidr_style_source_ip_is_read_as_its_address() {
     let text = std::fs::read_to_string(events_dir().join("request-reset.json")).expect("event");
     let text = text.replace("198.51.100.7", "192.0.2.1/32");
     let request = lambda_http::request::from_str(&text).expect("event");
-    assert_eq!(client_ip(&request), Some("192.0.2.1".parse().expect("ip")));
+    assert_eq!(
+        client_ip(request.extensions()),
+        Some("192.0.2.1".parse().expect("ip"))
+    );
 }

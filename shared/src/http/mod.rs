@@ -1,0 +1,261 @@
+//! The HTTP API as axum `Router`s, one per use case ([`request_routes`],
+//! [`confirm_routes`]): each Lambda function runs its own under `lambda_http::run` (API
+//! Gateway, a function URL, `cargo lambda watch`), so another function's route is a 404 by
+//! construction, and `pwreset serve` merges them with its pages under `axum::serve`. Every
+//! error any route answers is a [`Problem`] document.
+
+mod extract;
+mod problem;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::post;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use http::{HeaderValue, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tower::util::MapRequest;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use extract::{ApiJson, ClientIp, PeerIp, client_ip};
+pub use problem::{Problem, ProblemCode};
+
+use crate::service::{ConfirmReset, RequestReset};
+
+/// Bodies above this are refused before parsing; exactly this much is accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub const JSON: &str = "application/json";
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// `POST /password-reset`: the `request-reset` function's one route.
+pub fn request_routes(service: Arc<RequestReset>) -> Router {
+    Router::new()
+        .route("/password-reset", post(request_reset).fallback(post_only))
+        .with_state(service)
+}
+
+/// `POST /password-reset/verify` and `POST /password-reset/confirm`: `confirm-reset`'s.
+pub fn confirm_routes(service: Arc<ConfirmReset>) -> Router {
+    Router::new()
+        .route("/password-reset/verify", post(verify).fallback(post_only))
+        .route("/password-reset/confirm", post(confirm).fallback(post_only))
+        .with_state(service)
+}
+
+/// The whole API: both use cases' routes, as `pwreset serve` serves them.
+pub fn api_routes(request: Arc<RequestReset>, confirm: Arc<ConfirmReset>) -> Router {
+    request_routes(request).merge(confirm_routes(confirm))
+}
+
+/// What every deployment wraps around its routes: a problem document for any other path,
+/// the headers every response carries, one log line per request (route, method, status,
+/// latency; never the body, the query string, a token or a password).
+pub fn app(routes: Router) -> Router {
+    routes
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_request))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// A service that rewrites each request's path before the router sees it.
+pub type PathRewrite<B> = MapRequest<Router, fn(http::Request<B>) -> http::Request<B>>;
+/// What a Lambda function hands to `lambda_http::run`.
+pub type LambdaApp = PathRewrite<lambda_http::Body>;
+/// What `pwreset serve` hands to `axum::serve`.
+pub type DevServerApp = PathRewrite<axum::body::Body>;
+
+/// The app as a Lambda function serves it: routed on the path from the API's own first
+/// segment on ([`deployment_path`]).
+pub fn for_lambda(routes: Router) -> LambdaApp {
+    MapRequest::new(app(routes), deployment_path)
+}
+
+/// The app as `pwreset serve` serves it: the paths exactly as in the contract, a trailing
+/// slash ignored.
+pub fn for_dev_server(routes: Router) -> DevServerApp {
+    MapRequest::new(app(routes), without_trailing_slash)
+}
+
+/// Behind an HTTP API stage the path starts with the stage (`/prod/password-reset`), through
+/// `cargo lambda watch` with the function URL prefix (`/lambda-url/request-reset/…`): the
+/// router sees the path from its last `/password-reset` segment on, so the same binary
+/// answers everywhere. A path without one is left as it is (and answers 404).
+pub fn deployment_path<B>(request: http::Request<B>) -> http::Request<B> {
+    const BASE: &str = "/password-reset";
+    let path = trimmed(request.uri().path());
+    let start = path
+        .rmatch_indices(BASE)
+        .map(|(at, _)| at)
+        .find(|at| matches!(path.as_bytes().get(at + BASE.len()), None | Some(b'/')));
+    match start {
+        Some(at) => {
+            let api_path = path[at..].to_owned();
+            with_path(request, &api_path)
+        }
+        None => without_trailing_slash(request),
+    }
+}
+
+/// `/password-reset/` routes as `/password-reset`; `/` stays `/`.
+pub fn without_trailing_slash<B>(request: http::Request<B>) -> http::Request<B> {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let path = trimmed(path).to_owned();
+        with_path(request, &path)
+    } else {
+        request
+    }
+}
+
+fn trimmed(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    }
+}
+
+fn with_path<B>(mut request: http::Request<B>, path: &str) -> http::Request<B> {
+    let target = match request.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = target.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found()
+}
+
+async fn post_only() -> Problem {
+    Problem::method_not_allowed("POST")
+}
+
+async fn log_request(request: axum::extract::Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|matched| matched.as_str().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(
+        event = "request",
+        route = route.as_deref().unwrap_or("unmatched"),
+        method = %method,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
+    response
+}
+
+/// A JSON response; [`app`] adds the headers every response carries.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    // Serialising our own plain structs cannot fail; fall back to an empty object anyway.
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    let mut response = (status, text).into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
+}
+
+#[derive(Deserialize)]
+struct ResetRequestBody {
+    email: String,
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    uid: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ConfirmBody {
+    uid: String,
+    token: String,
+    new_password: String,
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+struct VerifiedBody {
+    valid: bool,
+    expires_at: String,
+}
+
+async fn request_reset(
+    State(service): State<Arc<RequestReset>>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<ResetRequestBody>,
+) -> Result<Response, Problem> {
+    service.request(&body.email, ip).await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &StatusBody { status: "accepted" },
+    ))
+}
+
+async fn verify(
+    State(service): State<Arc<ConfirmReset>>,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Response, Problem> {
+    let verified = service.verify(&body.uid, &body.token).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &VerifiedBody {
+            valid: true,
+            expires_at: rfc3339(verified.expires_at),
+        },
+    ))
+}
+
+async fn confirm(
+    State(service): State<Arc<ConfirmReset>>,
+    ApiJson(body): ApiJson<ConfirmBody>,
+) -> Result<Response, Problem> {
+    service
+        .confirm(&body.uid, &body.token, &body.new_password)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &StatusBody {
+            status: "password_reset",
+        },
+    ))
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests;
