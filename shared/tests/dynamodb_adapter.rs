@@ -2,25 +2,35 @@
 //! AWS SDK. Needs `scripts/install-tools` (or `MOTO_SERVER_BIN`).
 #![cfg(feature = "aws")]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
+use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
 use pwreset_core::ports::{
     ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
     RateLimiter, StoreError, UserRepository,
 };
-use support::outbox_stream::{self, Item};
+use pwreset_testkit::aws::{self, Sdk, unique_name};
+use pwreset_testkit::outbox::{self, Item};
+use pwreset_testkit::{emulators, net};
+
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+}
 
 /// A store on a fresh table of its own in the shared moto server.
 async fn fresh_store() -> DynamoStore {
-    let client = support::dynamodb_client(&support::moto().url);
-    let table = support::fresh_table(&client, "pwreset").await;
+    let client = sdk().dynamodb(&emulators::moto().url);
+    let table = aws::fresh_table(&client, "pwreset", dynamodb::create_table).await;
     DynamoStore::new(client, table)
 }
 
@@ -39,7 +49,7 @@ fn key(raw: &str) -> EmailKey {
 
 /// Every item of the table whose `pk` starts with `prefix`.
 async fn items_with_prefix(store: &DynamoStore, prefix: &str) -> Vec<Item> {
-    outbox_stream::items_with_prefix(&store.client, &store.table, prefix)
+    outbox::items_with_prefix(&store.client, &store.table, prefix)
         .await
         .expect("scan")
 }
@@ -366,7 +376,7 @@ async fn enqueued_jobs_reach_the_table_stream() {
         .and_then(|t| t.latest_stream_arn())
         .expect("the table has a stream")
         .to_owned();
-    let streams = support::streams_client(&support::moto().url);
+    let streams = sdk().streams(&emulators::moto().url);
     let stream = streams
         .describe_stream()
         .stream_arn(&arn)
@@ -489,14 +499,14 @@ async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
         Err(StoreError::Fault(_))
     ));
 
-    let missing = DynamoStore::new(store.client.clone(), support::unique_name("no-such-table"));
+    let missing = DynamoStore::new(store.client.clone(), unique_name("no-such-table"));
     let result = missing.find_by_email_key(&key("mike@example.org")).await;
     assert!(matches!(result, Err(StoreError::Fault(_))), "{result:?}");
 }
 
 #[tokio::test]
 async fn an_unreachable_endpoint_is_unavailable_promptly() {
-    let client = support::dynamodb_client(&format!("http://127.0.0.1:{}", support::closed_port()));
+    let client = sdk().dynamodb(&format!("http://127.0.0.1:{}", net::closed_port()));
     let store = DynamoStore::new(client, "pwreset");
     let started = Instant::now();
     let result = store.find_by_email_key(&key("mike@example.org")).await;
@@ -562,9 +572,9 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
 async fn create_table_tolerates_a_dynamodb_without_ttl() {
     // dynalite has no TTL (and keeps new tables CREATING for a while): the table is still
     // created and usable, with a warning instead of an error.
-    let client = support::dynamodb_client(&support::dynalite().url);
-    support::warm_up_dynamodb(&client).await;
-    let table = support::unique_name("pwreset");
+    let client = sdk().dynamodb(&emulators::dynalite().url);
+    aws::warm_up_dynamodb(&client).await;
+    let table = unique_name("pwreset");
     dynamodb::create_table(&client, &table)
         .await
         .expect("created without TTL");
@@ -603,10 +613,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
 
 #[tokio::test]
 async fn a_hung_endpoint_times_out_as_unavailable() {
-    let store = DynamoStore::new(
-        support::dynamodb_client(&support::silent_endpoint()),
-        "pwreset",
-    );
+    let store = DynamoStore::new(sdk().dynamodb(&net::silent_endpoint()), "pwreset");
     let started = Instant::now();
     let result = store.find_by_email_key(&key("mike@example.org")).await;
     assert!(

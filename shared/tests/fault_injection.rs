@@ -9,14 +9,13 @@
 //! once the fault clears. Needs `scripts/install-tools` (moto and aws-ses-v2-local).
 #![cfg(feature = "aws")]
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use pwreset_core::adapters::dynamodb::DynamoStore;
+use pwreset_core::adapters;
+use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
@@ -27,11 +26,22 @@ use pwreset_core::ports::{RateLimit, SystemClock, UserRepository as _};
 use pwreset_core::service::{ConfirmReset, Deliverer, Limits, RequestReset};
 use pwreset_core::stream::{StreamBatch, deliver_batch};
 use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
+use pwreset_testkit::aws::{self, Sdk, unique_name};
+use pwreset_testkit::fault_proxy::{Fault, FaultProxy};
+use pwreset_testkit::outbox::{self, Item, OutboxStream};
+use pwreset_testkit::{emulators, mail, net, ses_store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use support::fault_proxy::{Fault, FaultProxy};
-use support::outbox_stream::{self, Item, OutboxStream};
 use tower::ServiceExt as _;
+
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+}
 
 const OLD: &str = "the old password 1";
 const STRONG: &str = "violin kettle mango quartz";
@@ -55,14 +65,14 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Self {
-        let moto = support::moto();
-        let ses = support::ses_local();
-        let direct_client = support::dynamodb_client(&moto.url);
-        let table = support::fresh_table(&direct_client, "faults").await;
+        let moto = emulators::moto();
+        let ses = emulators::ses_local();
+        let direct_client = sdk().dynamodb(&moto.url);
+        let table = aws::fresh_table(&direct_client, "faults", dynamodb::create_table).await;
         let dynamodb_proxy = FaultProxy::start(&moto.url).await;
         let ses_proxy = FaultProxy::start(&ses.url).await;
         let store = Arc::new(DynamoStore::new(
-            support::dynamodb_client(&dynamodb_proxy.url),
+            sdk().dynamodb(&dynamodb_proxy.url),
             table.clone(),
         ));
         let signer = TokenSigner::new(TokenKeys::generate(), 3600);
@@ -81,11 +91,7 @@ impl Rig {
         );
         let deliverer = Deliverer::new(
             store,
-            Arc::new(SesMailer::new(
-                support::sesv2_client(&ses_proxy.url),
-                FROM,
-                None,
-            )),
+            Arc::new(SesMailer::new(sdk().sesv2(&ses_proxy.url), FROM, None)),
             Arc::new(SystemClock),
             signer.clone(),
             MailComposer::new(
@@ -177,9 +183,13 @@ impl Rig {
     }
 
     async fn outbox_items(&self) -> Vec<Item> {
-        outbox_stream::outbox_items(&self.direct.client, &self.direct.table)
-            .await
-            .expect("scan")
+        outbox::items_with_prefix(
+            &self.direct.client,
+            &self.direct.table,
+            dynamodb::OUTBOX_PREFIX,
+        )
+        .await
+        .expect("scan")
     }
 
     /// Stream records (as DynamoDB Streams would deliver them) for outbox items not yet
@@ -208,7 +218,7 @@ impl Rig {
             .no_proxy()
             .build()
             .expect("client");
-        support::ses_store::mail_to(&http, &self.ses_url, to)
+        ses_store::mail_to(&http, &self.ses_url, to)
             .await
             .expect("GET /store")
     }
@@ -276,26 +286,14 @@ impl Reply {
 }
 
 fn unique_address(prefix: &str) -> String {
-    format!("{}@example.org", support::unique_name(prefix))
+    format!("{}@example.org", unique_name(prefix))
 }
 
-/// (uid, token) from the reset mail's text.
+/// (uid, token) from the reset mail's text, whose link has the template's shape.
 fn link_parts(text: &str) -> (String, String) {
-    let link = text
-        .split_whitespace()
-        .find(|w| w.starts_with("https://app.example/reset#"))
-        .unwrap_or_else(|| panic!("no link in {text}"));
-    let fragment = link.split('#').nth(1).expect("a fragment");
-    let mut uid = None;
-    let mut token = None;
-    for pair in fragment.split('&') {
-        match pair.split_once('=') {
-            Some(("uid", v)) => uid = Some(v.to_owned()),
-            Some(("token", v)) => token = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    (uid.expect("uid"), token.expect("token"))
+    let link = mail::reset_link(text).unwrap_or_else(|| panic!("no link in {text}"));
+    assert!(link.starts_with("https://app.example/reset#"), "{link}");
+    mail::link_parts(link).unwrap_or_else(|| panic!("no uid and token in {link}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -458,7 +456,7 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
     let before = rig.stored_hash(&user.uid).await;
     // The same service, its table endpoint a loopback port nobody listens on.
     let store = Arc::new(DynamoStore::new(
-        support::dynamodb_client(&format!("http://127.0.0.1:{}", support::closed_port())),
+        sdk().dynamodb(&format!("http://127.0.0.1:{}", net::closed_port())),
         rig.direct.table.clone(),
     ));
     let down = for_dev_server(api_routes(

@@ -7,20 +7,30 @@
 //! straddled a window boundary would rightly be split across two counters.
 #![cfg(feature = "aws")]
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
+use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::adapters::memory::ManualClock;
 use pwreset_core::http::{DevServerApp, PeerIp, for_dev_server, request_routes};
 use pwreset_core::ports::{OutboxJob, RateLimit};
 use pwreset_core::service::{Limits, RequestReset};
+use pwreset_testkit::aws::{self, Sdk};
+use pwreset_testkit::{emulators, outbox};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
+
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+}
 
 const BURST: usize = 50;
 
@@ -32,8 +42,8 @@ struct Outcome {
 
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
 async fn api_on(endpoint: &str, limits: Limits) -> (DevServerApp, DynamoStore) {
-    let client = support::dynamodb_client(endpoint);
-    let table = support::fresh_table(&client, "limits").await;
+    let client = sdk().dynamodb(endpoint);
+    let table = aws::fresh_table(&client, "limits", dynamodb::create_table).await;
     let store = Arc::new(DynamoStore::new(client, table));
     let clock = Arc::new(ManualClock::at(
         time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -128,18 +138,18 @@ async fn per_ip_limit_holds_under_a_burst(endpoint: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_parallel_requests_from_one_ip_get_exactly_twenty_through_on_moto() {
-    per_ip_limit_holds_under_a_burst(&support::moto().url).await;
+    per_ip_limit_holds_under_a_burst(&emulators::moto().url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_parallel_requests_from_one_ip_get_exactly_twenty_through_on_dynalite() {
-    per_ip_limit_holds_under_a_burst(&support::dynalite().url).await;
+    per_ip_limit_holds_under_a_burst(&emulators::dynalite().url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202() {
     let (api, store) = api_on(
-        &support::moto().url,
+        &emulators::moto().url,
         Limits {
             per_email: RateLimit::parse("3/15m").expect("limit"),
             per_ip: RateLimit::parse("1000/1m").expect("limit"),
@@ -170,7 +180,7 @@ async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202(
 
 /// Every outbox job in the table, each read back as the worker would read it.
 async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
-    support::outbox_stream::items_with_prefix(&store.client, &store.table, dynamodb::OUTBOX_PREFIX)
+    outbox::items_with_prefix(&store.client, &store.table, dynamodb::OUTBOX_PREFIX)
         .await
         .expect("scan")
         .iter()

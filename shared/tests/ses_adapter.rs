@@ -2,13 +2,23 @@
 //! read the mail back from), through the real AWS SDK. Needs `scripts/install-tools`.
 #![cfg(feature = "aws")]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use pwreset_core::adapters;
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::domain::EmailAddress;
 use pwreset_core::ports::{MailError, Mailer, OutgoingMail};
+use pwreset_testkit::aws::{Sdk, unique_name};
+use pwreset_testkit::{emulators, net, ses_store};
+
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+}
 
 const FROM: &str = "no-reply@pwreset.example";
 
@@ -23,16 +33,16 @@ fn mail(to: &str, subject: &str) -> OutgoingMail {
 
 #[tokio::test]
 async fn mail_reaches_aws_ses_v2_local_with_both_parts() {
-    let ses = support::ses_local();
-    let mailer = SesMailer::new(support::sesv2_client(&ses.url), FROM, None);
-    let subject = support::unique_name("Reset your password");
+    let ses = emulators::ses_local();
+    let mailer = SesMailer::new(sdk().sesv2(&ses.url), FROM, None);
+    let subject = unique_name("Reset your password");
     let sent = mail("Mike@Example.org", &subject);
     mailer.send(&sent).await.expect("sent");
     let mut text_only = mail("other@example.org", &format!("{subject} (text)"));
     text_only.html = None;
     mailer.send(&text_only).await.expect("sent");
 
-    let emails = support::ses_store::all_mail(&reqwest::Client::new(), &ses.url)
+    let emails = ses_store::all_mail(&reqwest::Client::new(), &ses.url)
         .await
         .expect("GET /store");
     let find = |subject: &str| {
@@ -60,8 +70,8 @@ async fn mail_reaches_aws_ses_v2_local_with_both_parts() {
 
 #[tokio::test]
 async fn mail_goes_through_moto_once_the_sender_is_verified() {
-    let moto = support::moto();
-    let client = support::sesv2_client(&moto.url);
+    let moto = emulators::moto();
+    let client = sdk().sesv2(&moto.url);
     // moto refuses unverified senders as SES's sandbox does: that is a rejection.
     let unverified = SesMailer::new(client.clone(), "someone@unverified.example", None);
     let result = unverified.send(&mail("mike@example.org", "hello")).await;
@@ -97,7 +107,7 @@ async fn mail_goes_through_moto_once_the_sender_is_verified() {
 
 #[tokio::test]
 async fn an_unreachable_mail_service_is_transient_promptly() {
-    let client = support::sesv2_client(&format!("http://127.0.0.1:{}", support::closed_port()));
+    let client = sdk().sesv2(&format!("http://127.0.0.1:{}", net::closed_port()));
     let mailer = SesMailer::new(client, FROM, None);
     let started = Instant::now();
     let result = mailer.send(&mail("mike@example.org", "hello")).await;
@@ -114,11 +124,7 @@ async fn an_unreachable_mail_service_is_transient_promptly() {
 
 #[tokio::test]
 async fn a_hung_mail_service_times_out_as_transient() {
-    let mailer = SesMailer::new(
-        support::sesv2_client(&support::silent_endpoint()),
-        FROM,
-        None,
-    );
+    let mailer = SesMailer::new(sdk().sesv2(&net::silent_endpoint()), FROM, None);
     let started = Instant::now();
     let result = mailer.send(&mail("mike@example.org", "hello")).await;
     assert!(matches!(result, Err(MailError::Transient(_))), "{result:?}");
@@ -131,20 +137,20 @@ async fn a_hung_mail_service_times_out_as_transient() {
 
 #[tokio::test]
 async fn an_internationalised_domain_arrives_in_punycode_and_a_unicode_local_part_is_rejected() {
-    let ses = support::ses_local();
-    let mailer = SesMailer::new(support::sesv2_client(&ses.url), FROM, None);
-    let subject = support::unique_name("IDN");
+    let ses = emulators::ses_local();
+    let mailer = SesMailer::new(sdk().sesv2(&ses.url), FROM, None);
+    let subject = unique_name("IDN");
     mailer
         .send(&mail("anna@bücher.example", &subject))
         .await
         .expect("sent");
-    let refused = support::unique_name("non-ASCII local part");
+    let refused = unique_name("non-ASCII local part");
     match mailer.send(&mail("jürgen@example.org", &refused)).await {
         Err(MailError::Rejected(message)) => assert!(!message.contains("jürgen"), "{message}"),
         other => panic!("expected a rejection, got {other:?}"),
     }
 
-    let emails = support::ses_store::all_mail(&reqwest::Client::new(), &ses.url)
+    let emails = ses_store::all_mail(&reqwest::Client::new(), &ses.url)
         .await
         .expect("GET /store");
     let sent = emails

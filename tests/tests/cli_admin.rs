@@ -1,14 +1,11 @@
 //! `pwreset table create`, `user add`, `user import --django` against DynamoDB on moto,
 //! and a reset that replaces an imported Django hash with argon2id.
 
-#[path = "../../shared/tests/support/mod.rs"]
-mod support;
-
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use pwreset_blackbox::{DevServer, Reply, pwreset_bin};
+use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::domain::{EmailKey, UserId};
 use pwreset_core::hashing::PasswordHasher;
@@ -16,7 +13,19 @@ use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{SystemClock, UserRepository as _};
 use pwreset_core::service::ConfirmReset;
 use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
+use pwreset_testkit::aws::{self, Sdk, unique_name};
+use pwreset_testkit::dev_server::{DevServer, Reply, pwreset_bin};
+use pwreset_testkit::emulators;
 use secrecy::SecretString;
+
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+}
 
 fn pwreset(moto: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(pwreset_bin())
@@ -48,9 +57,9 @@ const DJANGO_HASH: &str =
 
 #[tokio::test]
 async fn admin_commands_create_the_table_add_and_import_users() {
-    let moto = support::moto();
-    let table = support::unique_name("cli");
-    support::warm_up_dynamodb(&support::dynamodb_client(&moto.url)).await;
+    let moto = emulators::moto();
+    let table = unique_name("cli");
+    aws::warm_up_dynamodb(&sdk().dynamodb(&moto.url)).await;
     let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
     assert!(
         created.status.success(),
@@ -64,7 +73,7 @@ async fn admin_commands_create_the_table_add_and_import_users() {
             .success()
     );
 
-    let store = DynamoStore::new(support::dynamodb_client(&moto.url), table.clone());
+    let store = DynamoStore::new(sdk().dynamodb(&moto.url), table.clone());
 
     // user add: password from stdin, never from the command line.
     let added = pwreset(
@@ -217,9 +226,9 @@ fn admin_commands_say_how_to_name_the_table() {
 
 #[tokio::test]
 async fn serve_backend_aws_serves_dev_routes_only_with_dev_routes() {
-    let moto = support::moto();
-    let table = support::unique_name("devroutes");
-    support::warm_up_dynamodb(&support::dynamodb_client(&moto.url)).await;
+    let moto = emulators::moto();
+    let table = unique_name("devroutes");
+    aws::warm_up_dynamodb(&sdk().dynamodb(&moto.url)).await;
     let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
     assert!(
         created.status.success(),

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use pwreset_blackbox::{DevServer, Reply, first_link, link_parts};
+use pwreset_testkit::dev_server::{DevServer, Reply};
+use pwreset_testkit::mail::first_link;
 use serde_json::json;
 
 const OLD: &str = "the old password 1";
@@ -776,12 +777,4 @@ async fn pages_are_served_with_a_strict_security_policy() {
         let html = reply.text().await.expect("html");
         assert!(!html.contains("<script>"), "no inline script under the CSP");
     }
-}
-
-#[test]
-fn link_parts_reads_the_default_link_shape() {
-    assert_eq!(
-        link_parts("open http://127.0.0.1:3000/reset#uid=abc&token=def-_1 now"),
-        Some(("abc".to_owned(), "def-_1".to_owned()))
-    );
 }

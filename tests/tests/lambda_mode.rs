@@ -3,66 +3,53 @@
 //! on loopback, started here and stopped by PID. The stream step is driven by invoking
 //! `send-reset-email` with stream records built from the outbox items in the table.
 
-#[path = "../../shared/tests/support/mod.rs"]
-mod support;
-
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use pwreset_blackbox::{RaceTally, link_parts, race_setting, workspace_root};
-use pwreset_core::adapters::dynamodb::{DynamoStore, OUTBOX_SK};
+use pwreset_blackbox::{RaceTally, race_setting};
+use pwreset_core::adapters;
+use pwreset_core::adapters::dynamodb::{self, DynamoStore, OUTBOX_SK};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, StoreError, UserRepository as _};
+use pwreset_testkit::aws::{self, Sdk, unique_name};
+use pwreset_testkit::mail::link_parts;
+use pwreset_testkit::net::{free_port, wait_until_listening};
+use pwreset_testkit::outbox::{self, OutboxStream};
+use pwreset_testkit::paths::{find_tool, workspace_root};
+use pwreset_testkit::process::Process;
+use pwreset_testkit::{emulators, ses_store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use support::outbox_stream::{self, OutboxStream};
 use tokio::sync::Mutex;
 
 const TOKEN_KEYS: &str = "bGFtYmRhLW1vZGUtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyE=";
 const STRONG: &str = "violin kettle mango quartz";
 
 fn cargo_lambda() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CARGO_LAMBDA_BIN") {
-        return bin.into();
-    }
-    let cached = support::tool_cache_dir().join("venv/bin/cargo-lambda");
-    if cached.is_file() {
-        return cached;
-    }
-    PathBuf::from("cargo-lambda")
+    find_tool("CARGO_LAMBDA_BIN", "venv/bin/cargo-lambda", "cargo-lambda")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
+fn sdk() -> Sdk {
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
 }
 
-/// `cargo lambda watch` and everything it started, in one process group killed on drop.
+/// `cargo lambda watch` and everything it started, in one process group stopped on drop.
 struct Watch {
-    child: Child,
+    /// Held for its `Drop`, which stops the group.
+    _group: Process,
     port: u16,
     env: Vec<(String, String)>,
     /// Everything `cargo lambda watch` and the functions under it printed.
     log: PathBuf,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
 }
 
 struct Stack {
@@ -82,10 +69,10 @@ impl Stack {
 
     /// Starts with these variables replacing (or adding to) the functions' environment.
     async fn start_with(overrides: &[(&str, &str)]) -> Self {
-        let moto = support::moto();
-        let ses = support::ses_local();
-        let dynamodb = support::dynamodb_client(&moto.url);
-        let table = support::fresh_table(&dynamodb, "lambda-e2e").await;
+        let moto = emulators::moto();
+        let ses = emulators::ses_local();
+        let dynamodb = sdk().dynamodb(&moto.url);
+        let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::create_table).await;
         let port = free_port();
         let env: Vec<(String, String)> = [
             ("TABLE_NAME", table.as_str()),
@@ -125,31 +112,27 @@ impl Stack {
             .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .process_group(0);
+            .stderr(out);
         for (key, value) in &env {
             command.arg("--env-var").arg(format!("{key}={value}"));
             command.env(key, value);
         }
-        let child = command
-            .spawn()
+        let mut process = Process::spawn_group(&mut command)
             .expect("start cargo lambda watch (run scripts/install-tools)");
+        let listening = wait_until_listening(port, Duration::from_secs(120), || {
+            process.exited().is_some()
+        });
+        assert!(
+            listening,
+            "cargo lambda watch never listened:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         let watch = Watch {
-            child,
+            _group: process,
             port,
             env,
-            log: log.clone(),
+            log,
         };
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch never listened:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
         Self {
             store: DynamoStore::new(dynamodb.clone(), table.clone()),
             watch,
@@ -238,7 +221,7 @@ impl Stack {
     /// The stream records DynamoDB would deliver for outbox items not yet delivered, and
     /// the keys of their items.
     async fn pending_stream_event(&self) -> (Value, Vec<String>) {
-        let items = outbox_stream::outbox_items(&self.dynamodb, &self.table)
+        let items = outbox::items_with_prefix(&self.dynamodb, &self.table, dynamodb::OUTBOX_PREFIX)
             .await
             .expect("scan");
         let (records, keys) = self.stream.lock().await.new_records(&items);
@@ -265,7 +248,7 @@ impl Stack {
     }
 
     async fn mail_to(&self, to: &str) -> Vec<Value> {
-        support::ses_store::mail_to(&self.http, &self.ses_url, to)
+        ses_store::mail_to(&self.http, &self.ses_url, to)
             .await
             .expect("GET /store")
     }
@@ -284,7 +267,7 @@ impl Stack {
 #[tokio::test]
 async fn the_whole_flow_runs_on_the_lambda_binaries_against_the_emulators() {
     let stack = Arc::new(Stack::start().await);
-    let address = format!("{}@example.org", support::unique_name("alice"));
+    let address = format!("{}@example.org", unique_name("alice"));
     let uid = stack.add_user(&address, "the old password 1").await;
 
     // Request: identical answers for an existing and a missing address, one outbox item each.
@@ -552,7 +535,7 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_even_at_trace_lev
     // The most verbose setting there is: the Lambda runtime logs raw event bodies at TRACE,
     // so dependencies must stay capped at DEBUG whatever RUST_LOG says.
     let stack = Stack::start_with(&[("RUST_LOG", "trace")]).await;
-    let address = format!("{}@example.org", support::unique_name("audit"));
+    let address = format!("{}@example.org", unique_name("audit"));
     let uid = stack.add_user(&address, OLD).await;
     let old_hash = stack.stored_hash(&uid).await.expect("hash");
 
@@ -668,7 +651,7 @@ async fn every_round_of_concurrent_confirms_has_exactly_one_winner_in_lambda_mod
     let mut unavailable_total = 0;
     let mut lost_answers = 0;
     for round in 0..rounds {
-        let address = format!("{}@example.org", support::unique_name("racer"));
+        let address = format!("{}@example.org", unique_name("racer"));
         let uid = stack.add_user(&address, "the old password 1").await;
         let (status, _, text) = stack
             .post(

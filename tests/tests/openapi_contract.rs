@@ -11,8 +11,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use pwreset_blackbox::{DevServer, Reply, workspace_root};
 use pwreset_core::http::ProblemCode;
+use pwreset_testkit::dev_server::{DevServer, Reply};
+use pwreset_testkit::paths::workspace_root;
 use serde_json::{Value, json};
 
 const OLD: &str = "the old password 1";

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use pwreset_blackbox::{DevServer, RaceTally, race_setting};
+use pwreset_blackbox::{RaceTally, race_setting};
+use pwreset_testkit::dev_server::DevServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_round_of_concurrent_confirms_has_exactly_one_winner_on_serve() {

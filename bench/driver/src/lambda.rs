@@ -16,22 +16,24 @@
 //! No cargo build or cargo freshness check is inside the interval.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use pwreset_core::adapters::dynamodb::{DynamoStore, create_table};
-use pwreset_core::adapters::{retry_config, timeout_config};
+use pwreset_core::adapters;
+use pwreset_core::adapters::dynamodb::{DynamoStore, OUTBOX_PREFIX, create_table};
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::UserRepository as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::outbox_stream::{self, OutboxStream};
-use crate::serve::link_parts;
-use crate::ses_store;
+use pwreset_testkit::aws::{Sdk, unique_name};
+use pwreset_testkit::mail::link_parts;
+use pwreset_testkit::outbox::{self, OutboxStream};
+use pwreset_testkit::process::Process;
+use pwreset_testkit::ses_store;
+
 use crate::stats::{median, ms, quantile, vm_hwm_kib};
 
 const TOKEN_KEYS: &str = "YmVuY2gtbW9kZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nLCBvaw==";
@@ -45,19 +47,6 @@ pub struct Setup {
     pub moto: String,
     pub ses: String,
     pub reps: usize,
-}
-
-/// A function process we started; killed by PID on drop.
-#[derive(Debug)]
-struct Function {
-    child: Child,
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// How a case invokes its function.
@@ -90,34 +79,26 @@ struct Bench {
     log_dir: PathBuf,
 }
 
+/// A DynamoDB client configured as the functions configure theirs.
 fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(pwreset_core::adapters::http_client())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "pwreset-bench",
-        ))
-        .endpoint_url(endpoint)
-        .timeout_config(timeout_config())
-        .retry_config(retry_config())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    Sdk::new(
+        adapters::http_client(),
+        adapters::timeout_config(),
+        adapters::retry_config(),
+    )
+    .dynamodb(endpoint)
 }
 
 impl Bench {
-    fn spawn(&self, function: &str) -> anyhow::Result<Function> {
+    fn spawn(&self, function: &str) -> anyhow::Result<Process> {
         let log = self.log_dir.join(format!("pwreset-bench-{function}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)?;
         let runtime_api = format!("http://127.0.0.1:{}/.rt/{function}", self.setup.watch_port);
-        let child = Command::new(self.setup.bin_dir.join(function))
+        let mut command = Command::new(self.setup.bin_dir.join(function));
+        command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", function)
@@ -130,10 +111,9 @@ impl Bench {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {function} (built? see scripts/bench)"))?;
-        Ok(Function { child })
+            .stderr(out);
+        Process::spawn(&mut command)
+            .with_context(|| format!("starting {function} (built? see scripts/bench)"))
     }
 
     /// Sends one invocation and checks the answer; returns the response body.
@@ -197,7 +177,7 @@ impl Bench {
 
     /// Stream records for outbox items not yet delivered, as DynamoDB Streams sends them.
     async fn pending_stream_event(&mut self) -> anyhow::Result<(Value, usize)> {
-        let items = outbox_stream::outbox_items(&self.dynamodb, &self.table).await?;
+        let items = outbox::items_with_prefix(&self.dynamodb, &self.table, OUTBOX_PREFIX).await?;
         let (records, _) = self.stream.new_records(&items);
         let count = records.len();
         Ok((json!({ "Records": records }), count))
@@ -234,13 +214,6 @@ impl Bench {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{nanos:x}")
-}
-
 pub async fn run(setup: Setup) -> anyhow::Result<()> {
     let dynamodb = dynamodb_client(&setup.moto);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -250,7 +223,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let table = unique("bench");
+    let table = unique_name("bench");
     create_table(&dynamodb, &table)
         .await
         .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
@@ -287,7 +260,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         setup,
     };
     let store = DynamoStore::new(dynamodb, table);
-    let address = format!("{}@example.org", unique("alice"));
+    let address = format!("{}@example.org", unique_name("alice"));
     let uid = UserId::generate();
     let user = User {
         uid: uid.clone(),
@@ -306,7 +279,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("insert user: {e}"))?;
 
     // P6: one long-lived process per function serves a full flow; then read VmHWM.
-    let processes: Vec<(&str, Function)> = FUNCTIONS
+    let processes: Vec<(&str, Process)> = FUNCTIONS
         .iter()
         .chain([HELLO].iter())
         .map(|f| bench.spawn(f).map(|p| (*f, p)))
@@ -362,7 +335,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         "P6 peak RSS (VmHWM) after a full flow (request x2, stream delivery, verify, confirm, notice delivery)"
     );
     for (function, process) in &processes {
-        let kib = vm_hwm_kib(process.child.id());
+        let kib = vm_hwm_kib(process.pid());
         println!(
             "  {function:18} {} KiB",
             kib.map_or("?".into(), |k| k.to_string())

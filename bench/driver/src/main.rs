@@ -12,13 +12,7 @@
 //! people and as one `RESULT {json}` line per benchmark for scripts.
 
 mod lambda;
-/// Stream records for outbox items, shared with the tests.
-#[path = "../../../shared/tests/support/outbox_stream.rs"]
-mod outbox_stream;
 mod serve;
-/// The mail aws-ses-v2-local holds, shared with the tests.
-#[path = "../../../shared/tests/support/ses_store.rs"]
-mod ses_store;
 mod stats;
 
 use std::path::PathBuf;

@@ -1,13 +1,14 @@
 //! Benchmarks against `pwreset serve` (memory backend, limits off, no demo user).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use pwreset_core::hashing::PasswordHasher;
+use pwreset_testkit::mail::link_parts;
+use pwreset_testkit::process::{Keep, Server};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -16,60 +17,34 @@ use crate::stats::{cpu_ms, median, ms, quantile, vm_hwm_kib};
 const EXISTING: &str = "here@example.org";
 const OLD_PASSWORD: &str = "old password 123";
 
-/// A `pwreset serve` we started on a free loopback port; killed by PID on drop.
+/// A `pwreset serve` we started on a free loopback port; killed by PID on drop. Its output
+/// is drained and dropped once it listens (it prints every mail), so the driver's memory
+/// stays flat however long the load runs.
 #[derive(Debug)]
 pub struct Serve {
-    child: Child,
+    server: Server,
     pub base: String,
 }
 
 impl Serve {
     pub fn start(bin: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["serve", "--addr", "127.0.0.1:0", "--no-demo"])
             .env("RESET_LIMIT_PER_EMAIL", "off")
             .env("RESET_LIMIT_PER_IP", "off")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+            .env("RUST_LOG", "warn");
+        let server = Server::start(&mut command, Keep::UntilListening, Duration::from_secs(30))
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("starting {}", bin.display()))?;
-        let stdout = child.stdout.take().context("serve's stdout")?;
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        // Keep draining stdout (the printed mail) so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        let Some(port) = line
-            .split("127.0.0.1:")
-            .nth(1)
-            .map(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .filter(|p| !p.is_empty())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("no 127.0.0.1 address in serve's first line: {line:?}");
-        };
         Ok(Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: server.base_url.clone(),
+            server,
         })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.pid()
     }
 }
 
@@ -255,23 +230,6 @@ async fn wait_for_mail(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// `uid` and `token` from the first link in a text with `uid=…&token=…` after `#` or `?`.
-pub fn link_parts(text: &str) -> Option<(String, String)> {
-    let link = text
-        .split_whitespace()
-        .find(|w| w.contains("uid=") && w.contains("token="))?;
-    let params = link.split(['#', '?']).nth(1)?;
-    let (mut uid, mut token) = (None, None);
-    for pair in params.split('&') {
-        match pair.split_once('=') {
-            Some(("uid", v)) => uid = Some(v.to_owned()),
-            Some(("token", v)) => token = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    Some((uid?, token?))
 }
 
 /// P3 (confirm over HTTP vs a bare argon2id hash, interleaved pairs) and P6 for serve.

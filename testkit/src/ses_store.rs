@@ -1,7 +1,4 @@
-//! The mail aws-ses-v2-local holds, read from its `GET /store`. Included by path from
-//! `support/mod.rs` and `bench/driver`, so it needs nothing beyond `reqwest` and
-//! `serde_json`.
-#![allow(dead_code)]
+//! The mail aws-ses-v2-local holds, read from its `GET /store`.
 
 use serde_json::{Value, json};
 

@@ -1,29 +1,16 @@
 //! Reading the table back, and DynamoDB Streams by hand. The emulators have no stream
 //! trigger, so the tests that drive `send-reset-email` (and the bench driver) scan the table
-//! for outbox items and build the INSERT records DynamoDB Streams would deliver for them.
-//!
-//! Included by path from `support/mod.rs`, `tests/tests/lambda_mode.rs` (through it) and
-//! `bench/driver`, so it needs nothing beyond `aws-sdk-dynamodb`, `serde_json` and
-//! `pwreset-core`.
-#![allow(dead_code)]
+//! for outbox items (`pk` prefix `dynamodb::OUTBOX_PREFIX`, which the core owns) and build
+//! the INSERT records DynamoDB Streams would deliver for them.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use pwreset_core::adapters::dynamodb::OUTBOX_PREFIX;
 use serde_json::{Value, json};
 
 pub type Item = HashMap<String, AttributeValue>;
-
-/// Every outbox item in `table`, oldest first.
-pub async fn outbox_items(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<Vec<Item>, aws_sdk_dynamodb::Error> {
-    items_with_prefix(client, table, OUTBOX_PREFIX).await
-}
 
 /// Every item in `table` whose `pk` starts with `prefix`, oldest `created_at` first. Follows
 /// scan pages past 1 MB (moto pages too) and gives the scan 60 s, since moto scans the

@@ -1,0 +1,113 @@
+//! SDK clients pointed at an emulator, and fresh tables on it.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use rand::Rng as _;
+
+pub const REGION: &str = "us-east-1";
+
+/// How our SDK clients reach an emulator: us-east-1, dummy credentials, the endpoint, and
+/// the HTTPS client, timeouts and retries the caller passes in. pwreset-core's adapters own
+/// those (`adapters::{http_client, timeout_config, retry_config}`), so a test built on them
+/// sees the calls time out and retry exactly as the functions' calls do.
+#[derive(Debug, Clone)]
+pub struct Sdk {
+    http_client: SharedHttpClient,
+    timeouts: TimeoutConfig,
+    retries: RetryConfig,
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "pwreset-tests")
+}
+
+impl Sdk {
+    pub fn new(
+        http_client: SharedHttpClient,
+        timeouts: TimeoutConfig,
+        retries: RetryConfig,
+    ) -> Self {
+        Self {
+            http_client,
+            timeouts,
+            retries,
+        }
+    }
+
+    /// A DynamoDB client for `endpoint`, configured in code (never from the environment).
+    pub fn dynamodb(&self, endpoint: &str) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .timeout_config(self.timeouts.clone())
+            .retry_config(self.retries.clone())
+            .http_client(self.http_client.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    pub fn streams(&self, endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .timeout_config(self.timeouts.clone())
+            .retry_config(self.retries.clone())
+            .http_client(self.http_client.clone())
+            .build();
+        aws_sdk_dynamodbstreams::Client::from_conf(config)
+    }
+
+    pub fn sesv2(&self, endpoint: &str) -> aws_sdk_sesv2::Client {
+        let config = aws_sdk_sesv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(credentials())
+            .endpoint_url(endpoint)
+            .timeout_config(self.timeouts.clone())
+            .retry_config(self.retries.clone())
+            .http_client(self.http_client.clone())
+            .build();
+        aws_sdk_sesv2::Client::from_conf(config)
+    }
+}
+
+/// `<prefix>-<random>`: a table name, address part or subject no other test uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::rng().random::<u64>())
+}
+
+/// A new table named `<prefix>-<random>`, made by `create` (the adapter's
+/// `dynamodb::create_table`) on the DynamoDB behind `client` once that DynamoDB answers.
+pub async fn fresh_table<E: std::fmt::Debug>(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+    create: impl AsyncFnOnce(&aws_sdk_dynamodb::Client, &str) -> Result<(), E>,
+) -> String {
+    warm_up_dynamodb(client).await;
+    let table = unique_name(prefix);
+    create(client, &table).await.expect("table created");
+    table
+}
+
+/// Waits until moto answers DynamoDB calls: its first request imports the backend, which
+/// on a loaded 2-core machine can take longer than the adapters' 5 s operation timeout.
+pub async fn warm_up_dynamodb(client: &aws_sdk_dynamodb::Client) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match client.list_tables().limit(1).send().await {
+            Ok(_) => return,
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("waiting for moto's DynamoDB: {err:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("moto's DynamoDB never answered: {err:?}"),
+        }
+    }
+}
