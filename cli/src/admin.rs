@@ -95,8 +95,10 @@ pub struct ImportReport {
 }
 
 /// Imports users, keeping their hashes as they are (`pbkdf2_sha256$…`, `argon2$…`, or an
-/// unusable `!…`); a reset replaces them with argon2id. Re-running skips existing
-/// addresses, so an interrupted import can simply be run again.
+/// unusable `!…`). pwreset verifies only argon2 PHC strings, the kind it writes, so an
+/// imported user cannot sign in through pwreset (`/_dev/login`) until a reset replaces the
+/// hash with argon2id. Re-running skips existing addresses, so an interrupted import can
+/// simply be run again.
 pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<ImportReport> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -251,16 +251,17 @@ fn hash_with_salt(
     Ok(PasswordHash::new(phc.to_string()))
 }
 
-/// Argon2 PHC strings verify with the parameters they carry; other formats (imported
-/// Django hashes) are handled by [`crate::hashing::verify_imported`].
+/// Argon2 PHC strings verify with the parameters they carry. Nothing else verifies: hashes
+/// imported in another format (Django's `pbkdf2_sha256$…` or `argon2$…`) never match, so
+/// such a user signs in only after a reset has replaced the hash with argon2id.
 fn verify_now(password: &SecretString, encoded: &str, lease: &mut Lease) -> bool {
-    if encoded.starts_with('$') {
-        return match Phc::new(encoded) {
-            Ok(parsed) => verify_phc(password.expose_secret().as_bytes(), &parsed, lease),
-            Err(_) => false,
-        };
+    if !encoded.starts_with('$') {
+        return false;
     }
-    verify_imported(password, encoded)
+    match Phc::new(encoded) {
+        Ok(parsed) => verify_phc(password.expose_secret().as_bytes(), &parsed, lease),
+        Err(_) => false,
+    }
 }
 
 /// What `Argon2::verify_password` does, recomputed in pooled memory when the hash's
@@ -291,11 +292,6 @@ fn verify_phc(password: &[u8], phc: &Phc<'_>, lease: &mut Lease) -> bool {
     })
     // `Output`'s equality is constant-time.
     .is_ok_and(|computed| computed == *expected)
-}
-
-/// Hash formats imported from elsewhere. Unknown formats never match.
-pub fn verify_imported(_password: &SecretString, _encoded: &str) -> bool {
-    false
 }
 
 #[cfg(test)]
@@ -534,6 +530,28 @@ mod tests {
         let a = hasher.hash(SecretString::from("same")).await.expect("hash");
         let b = hasher.hash(SecretString::from("same")).await.expect("hash");
         assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn a_django_argon2_hash_does_not_verify_until_a_reset_replaces_it() {
+        // Django's argon2 format is "argon2" before a PHC string; here a right one.
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = plain_argon2()
+            .hash_password(b"violin kettle mango", &salt)
+            .expect("hash")
+            .to_string();
+        let hasher = PasswordHasher::owasp();
+        let verifies = |encoded: String| {
+            hasher.verify(
+                SecretString::from("violin kettle mango"),
+                Some(PasswordHash::new(encoded)),
+            )
+        };
+        assert!(
+            verifies(phc.clone()).await.expect("verify"),
+            "the PHC string itself"
+        );
+        assert!(!verifies(format!("argon2{phc}")).await.expect("verify"));
     }
 
     #[tokio::test]
