@@ -195,9 +195,14 @@ fn is_loopback_authority(authority: &str) -> bool {
 
 /// What a refused dev route answers: the 404 of a route that does not exist here.
 fn refused(request: &Request) -> Response {
+    // Inside the nest the URI has lost its `/_dev` prefix; the matched route has it.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |matched| matched.as_str());
     tracing::info!(
         event = "dev_route_refused",
-        route = %request.uri().path(),
+        route,
         method = %request.method(),
     );
     Problem::not_found()
