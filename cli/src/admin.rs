@@ -5,7 +5,8 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use pwreset_core::adapters::dynamodb::{DynamoStore, create_table, dynamodb_client};
+use pwreset_core::adapters::dynamodb::table::create_table;
+use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, UserRepository as _};

@@ -30,7 +30,7 @@ fn sdk() -> Sdk {
 /// A store on a fresh table of its own in the shared moto server.
 async fn fresh_store() -> DynamoStore {
     let client = sdk().dynamodb(&emulators::moto().url);
-    let table = aws::fresh_table(&client, "pwreset", dynamodb::create_table).await;
+    let table = aws::fresh_table(&client, "pwreset", dynamodb::table::create_table).await;
     DynamoStore::new(client, table)
 }
 
@@ -55,17 +55,17 @@ async fn items_with_prefix(store: &DynamoStore, prefix: &str) -> Vec<Item> {
 }
 
 async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
-    items_with_prefix(store, dynamodb::OUTBOX_PREFIX)
+    items_with_prefix(store, dynamodb::item::OUTBOX_PREFIX)
         .await
         .iter()
-        .map(|item| dynamodb::outbox_job_from_item(item).expect("a valid outbox item"))
+        .map(|item| dynamodb::item::outbox_job_from_item(item).expect("a valid outbox item"))
         .collect()
 }
 
 #[tokio::test]
 async fn create_table_is_idempotent_and_turns_on_ttl() {
     let store = fresh_store().await;
-    dynamodb::create_table(&store.client, &store.table)
+    dynamodb::table::create_table(&store.client, &store.table)
         .await
         .expect("second create is fine");
     let ttl = store
@@ -76,7 +76,7 @@ async fn create_table_is_idempotent_and_turns_on_ttl() {
         .await
         .expect("describe TTL");
     let ttl = ttl.time_to_live_description().expect("a TTL description");
-    assert_eq!(ttl.attribute_name(), Some(dynamodb::TTL_ATTRIBUTE));
+    assert_eq!(ttl.attribute_name(), Some(dynamodb::item::TTL_ATTRIBUTE));
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
     let table = store
         .client
@@ -352,16 +352,22 @@ async fn enqueued_jobs_reach_the_table_stream() {
     };
     store.enqueue(job.clone()).await.expect("enqueue");
 
-    let items = items_with_prefix(&store, dynamodb::OUTBOX_PREFIX).await;
+    let items = items_with_prefix(&store, dynamodb::item::OUTBOX_PREFIX).await;
     assert_eq!(items.len(), 1);
     let item = &items[0];
-    assert_eq!(dynamodb::outbox_job_from_item(item).expect("job"), job);
+    assert_eq!(
+        dynamodb::item::outbox_job_from_item(item).expect("job"),
+        job
+    );
     let number = |name: &str| match item.get(name) {
         Some(AttributeValue::N(n)) => n.parse::<i64>().expect("a number"),
         other => panic!("{name} is not a number: {other:?}"),
     };
     let created = number("created_at");
-    assert_eq!(number(dynamodb::TTL_ATTRIBUTE) - created, 7 * 24 * 3600);
+    assert_eq!(
+        number(dynamodb::item::TTL_ATTRIBUTE) - created,
+        7 * 24 * 3600
+    );
 
     // The stream carries the item as an INSERT with its new image.
     let described = store
@@ -413,9 +419,9 @@ async fn enqueued_jobs_reach_the_table_stream() {
                 Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(pk)) => pk.clone(),
                 other => panic!("pk missing from the image: {other:?}"),
             };
-            if pk.starts_with(dynamodb::OUTBOX_PREFIX) {
+            if pk.starts_with(dynamodb::item::OUTBOX_PREFIX) {
                 assert_eq!(record.event_name(), Some(&OperationType::Insert));
-                let json = match image.get(dynamodb::JOB_ATTRIBUTE) {
+                let json = match image.get(dynamodb::item::JOB_ATTRIBUTE) {
                     Some(aws_sdk_dynamodbstreams::types::AttributeValue::S(json)) => json.clone(),
                     other => panic!("job missing from the image: {other:?}"),
                 };
@@ -468,10 +474,10 @@ async fn rate_limits_count_per_bucket_and_window() {
     );
 
     // Counters expire (TTL) after their window ends.
-    let counters = items_with_prefix(&store, dynamodb::LIMIT_PREFIX).await;
+    let counters = items_with_prefix(&store, dynamodb::item::LIMIT_PREFIX).await;
     assert_eq!(counters.len(), 3);
     for item in counters {
-        let Some(AttributeValue::N(expires)) = item.get(dynamodb::TTL_ATTRIBUTE) else {
+        let Some(AttributeValue::N(expires)) = item.get(dynamodb::item::TTL_ATTRIBUTE) else {
             panic!("a counter without expires_at");
         };
         assert!(expires.parse::<i64>().expect("a number") > now + 50);
@@ -575,10 +581,10 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
     let client = sdk().dynamodb(&emulators::dynalite().url);
     aws::warm_up_dynamodb(&client).await;
     let table = unique_name("pwreset");
-    dynamodb::create_table(&client, &table)
+    dynamodb::table::create_table(&client, &table)
         .await
         .expect("created without TTL");
-    dynamodb::create_table(&client, &table)
+    dynamodb::table::create_table(&client, &table)
         .await
         .expect("and again");
     let store = DynamoStore::new(client, table);

@@ -43,7 +43,7 @@ struct Outcome {
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
 async fn api_on(endpoint: &str, limits: Limits) -> (DevServerApp, DynamoStore) {
     let client = sdk().dynamodb(endpoint);
-    let table = aws::fresh_table(&client, "limits", dynamodb::create_table).await;
+    let table = aws::fresh_table(&client, "limits", dynamodb::table::create_table).await;
     let store = Arc::new(DynamoStore::new(client, table));
     let clock = Arc::new(ManualClock::at(
         time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -129,7 +129,7 @@ async fn per_ip_limit_holds_under_a_burst(endpoint: &str) {
         .items()
         .iter()
         .filter(|item| {
-            matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with(dynamodb::LIMIT_PREFIX))
+            matches!(item.get("pk"), Some(AttributeValue::S(pk)) if pk.starts_with(dynamodb::item::LIMIT_PREFIX))
         })
         .filter_map(|item| item.get("hits").and_then(|h| h.as_n().ok()).map(String::as_str))
         .collect();
@@ -180,10 +180,10 @@ async fn a_burst_for_one_address_queues_exactly_its_limit_and_still_answers_202(
 
 /// Every outbox job in the table, each read back as the worker would read it.
 async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
-    outbox::items_with_prefix(&store.client, &store.table, dynamodb::OUTBOX_PREFIX)
+    outbox::items_with_prefix(&store.client, &store.table, dynamodb::item::OUTBOX_PREFIX)
         .await
         .expect("scan")
         .iter()
-        .map(|item| dynamodb::outbox_job_from_item(item).expect("a readable job"))
+        .map(|item| dynamodb::item::outbox_job_from_item(item).expect("a readable job"))
         .collect()
 }

@@ -84,7 +84,7 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A new table named `<prefix>-<random>`, made by `create` (the adapter's
-/// `dynamodb::create_table`) on the DynamoDB behind `client` once that DynamoDB answers.
+/// `dynamodb::table::create_table`) on the DynamoDB behind `client` once that DynamoDB answers.
 pub async fn fresh_table<E: std::fmt::Debug>(
     client: &aws_sdk_dynamodb::Client,
     prefix: &str,

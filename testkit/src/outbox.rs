@@ -1,6 +1,6 @@
 //! Reading the table back, and DynamoDB Streams by hand. The emulators have no stream
 //! trigger, so the tests that drive `send-reset-email` (and the bench driver) scan the table
-//! for outbox items (`pk` prefix `dynamodb::OUTBOX_PREFIX`, which the core owns) and build
+//! for outbox items (`pk` prefix `dynamodb::item::OUTBOX_PREFIX`, which the core owns) and build
 //! the INSERT records DynamoDB Streams would deliver for them.
 
 use std::collections::{HashMap, HashSet};

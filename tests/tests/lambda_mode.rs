@@ -11,7 +11,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use pwreset_blackbox::{RaceTally, race_setting};
 use pwreset_core::adapters;
-use pwreset_core::adapters::dynamodb::{self, DynamoStore, OUTBOX_SK};
+use pwreset_core::adapters::dynamodb::item::OUTBOX_SK;
+use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, StoreError, UserRepository as _};
@@ -72,7 +73,7 @@ impl Stack {
         let moto = emulators::moto();
         let ses = emulators::ses_local();
         let dynamodb = sdk().dynamodb(&moto.url);
-        let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::create_table).await;
+        let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::table::create_table).await;
         let port = free_port();
         let env: Vec<(String, String)> = [
             ("TABLE_NAME", table.as_str()),
@@ -221,9 +222,10 @@ impl Stack {
     /// The stream records DynamoDB would deliver for outbox items not yet delivered, and
     /// the keys of their items.
     async fn pending_stream_event(&self) -> (Value, Vec<String>) {
-        let items = outbox::items_with_prefix(&self.dynamodb, &self.table, dynamodb::OUTBOX_PREFIX)
-            .await
-            .expect("scan");
+        let items =
+            outbox::items_with_prefix(&self.dynamodb, &self.table, dynamodb::item::OUTBOX_PREFIX)
+                .await
+                .expect("scan");
         let (records, keys) = self.stream.lock().await.new_records(&items);
         (json!({ "Records": records }), keys)
     }

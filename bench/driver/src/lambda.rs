@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use pwreset_core::adapters;
-use pwreset_core::adapters::dynamodb::{DynamoStore, OUTBOX_PREFIX, create_table};
+use pwreset_core::adapters::dynamodb::DynamoStore;
+use pwreset_core::adapters::dynamodb::item::OUTBOX_PREFIX;
+use pwreset_core::adapters::dynamodb::table::create_table;
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::UserRepository as _;

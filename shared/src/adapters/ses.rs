@@ -15,16 +15,10 @@ use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
-use super::dynamodb::source_chain;
+use super::dynamodb::error::source_chain;
 use crate::ports::{MailError, Mailer, OutgoingMail};
 
 const CHARSET: &str = "UTF-8";
-
-/// An SES v2 client from the environment with our timeouts and retries (see
-/// [`crate::adapters::aws_sdk_config`]); `AWS_ENDPOINT_URL_SESV2` points it at an emulator.
-pub async fn sesv2_client() -> Client {
-    Client::new(&super::aws_sdk_config().await)
-}
 
 /// Sends through SES v2 from `from`, optionally in a configuration set (for event
 /// publishing: bounces, complaints).

@@ -1,0 +1,154 @@
+//! The SDK clients' set-up: one HTTPS client (hyper + rustls on ring), our timeouts and
+//! retry policy, and the two ways to get region and credentials — straight from the Lambda
+//! environment ([`LambdaEnvironment`], the functions) or aws-config's full chain
+//! ([`aws_sdk_config`], the CLI).
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::config::{ConfigError, required};
+
+/// Time to open a connection: an endpoint that is down fails fast.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// One attempt of one call.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One call, retries included: an outage gives a prompt error, well inside a
+/// Lambda's own timeout and an API Gateway's 30 s.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The timeouts every client of ours uses.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SDK's standard retry (throttling, 5xx, transport errors) with few, short
+/// attempts: the caller (the outbox worker, the client) retries on a longer scale.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(1))
+}
+
+/// The HTTPS client every SDK client of ours uses: hyper with rustls on ring. One per
+/// process, shared by every client (one connection pool, one trust store).
+pub fn http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    static CLIENT: std::sync::OnceLock<SharedHttpClient> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
+/// What a Lambda function needs to reach AWS, straight from the variables the Lambda
+/// service sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`) plus the optional `AWS_ENDPOINT_URL[_<SERVICE>]` overrides.
+///
+/// The functions use this instead of `aws-config`'s credential chain (profiles, SSO,
+/// IMDS, STS web identity): inside Lambda the chain always ends at these variables,
+/// and leaving it out keeps an STS client and an XML parser out of every zip and the
+/// chain's file reads out of every cold start. The CLI keeps the full chain.
+#[derive(Clone)]
+pub struct LambdaEnvironment {
+    region: String,
+    credentials: aws_sdk_dynamodb::config::Credentials,
+}
+
+impl std::fmt::Debug for LambdaEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaEnvironment")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LambdaEnvironment {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let region = required("AWS_REGION").or_else(|_| required("AWS_DEFAULT_REGION"))?;
+        let credentials = aws_sdk_dynamodb::config::Credentials::new(
+            required("AWS_ACCESS_KEY_ID")?,
+            required("AWS_SECRET_ACCESS_KEY")?,
+            std::env::var("AWS_SESSION_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            None,
+            "lambda-environment",
+        );
+        Ok(Self {
+            region,
+            credentials,
+        })
+    }
+
+    /// `AWS_ENDPOINT_URL_<SERVICE>`, else `AWS_ENDPOINT_URL` (emulators, tests).
+    fn endpoint(service: &str) -> Option<String> {
+        std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+    }
+
+    /// What both clients share: region, credentials, the one HTTPS client, our
+    /// timeouts and retry policy.
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                self.credentials.clone(),
+            ))
+            .http_client(http_client())
+            .timeout_config(timeout_config())
+            .retry_config(retry_config())
+            .build()
+    }
+
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config());
+        if let Some(url) = Self::endpoint("DYNAMODB") {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_dynamodb::Client::from_conf(builder.build())
+    }
+
+    pub fn sesv2_client(&self) -> aws_sdk_sesv2::Client {
+        let mut builder = aws_sdk_sesv2::config::Builder::from(&self.sdk_config());
+        if let Some(url) = Self::endpoint("SESV2") {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_sesv2::Client::from_conf(builder.build())
+    }
+}
+
+/// The SDK configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SESV2`, which the
+/// SDK honours by itself), with our timeouts and retry policy on top.
+///
+/// The CLI's way (`pwreset serve --backend aws`, `table create`, `user add`): the Lambda
+/// functions use [`LambdaEnvironment`] instead. Loaded once per process and shared by every
+/// client built from it, so the credential chain is read once.
+pub async fn aws_sdk_config() -> SdkConfig {
+    static CONFIG: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
+    CONFIG.get_or_init(load_sdk_config).await.clone()
+}
+
+async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .load()
+        .await
+}
