@@ -97,7 +97,8 @@ async fn drain(mut body: Body) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerIp(pub IpAddr);
 
-/// The client's address: the dev server's TCP peer, or API Gateway's source IP; `None`
+/// The client's address: the dev server's TCP peer, or the HTTP API's (or function URL's)
+/// source IP; `None`
 /// when neither is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
@@ -117,7 +118,6 @@ pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     }
     let source = match extensions.request_context_ref()? {
         RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
-        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
         _ => None,
     };
     // Some tools write the source as a CIDR ("192.0.2.1/32"); the address is what counts.
