@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, State};
+use axum::extract::State;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::util::MapRequest;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use extract::{ApiJson, ClientIp, PeerIp, client_ip};
 pub use problem::{Problem, ProblemCode};
@@ -61,14 +60,21 @@ pub fn app(routes: Router) -> Router {
     routes
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(middleware::map_response(shared_headers))
+}
+
+/// No response is cached or MIME-sniffed; a response that set either itself keeps its own.
+/// (A plain function rather than tower-http's header layer: the confirm-reset zip has no
+/// room for another crate.)
+async fn shared_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry(X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// A service that rewrites each request's path before the router sees it.
@@ -154,14 +160,15 @@ async fn post_only() -> Problem {
 async fn log_request(request: axum::extract::Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|matched| matched.as_str().to_owned());
+    // The routed path (the query string, which may hold a token, is not part of it); any
+    // path that matched nothing is logged as "unmatched", not as whatever the client sent.
+    let path = request.uri().path().to_owned();
     let response = next.run(request).await;
+    let unmatched = response.status() == StatusCode::NOT_FOUND
+        && response.headers().get(CONTENT_TYPE) == Some(&HeaderValue::from_static(PROBLEM_JSON));
     tracing::info!(
         event = "request",
-        route = route.as_deref().unwrap_or("unmatched"),
+        route = if unmatched { "unmatched" } else { path.as_str() },
         method = %method,
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
