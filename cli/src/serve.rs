@@ -11,17 +11,16 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use pwreset_core::adapters::memory::{
-    MemoryRateLimiter, MemoryStore, RecordingMailer, WorkerSettings, run_outbox_worker,
-};
+use pwreset_core::adapters::memory::{MemoryRateLimiter, MemoryStore, RecordingMailer};
 use pwreset_core::config::{Config, Mode};
+use pwreset_core::delivery::worker::{WorkerSettings, run_outbox_worker};
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{self, PeerIp};
 use pwreset_core::mail::MailComposer;
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock};
-use pwreset_core::service::{ConfirmReset, Deliverer, RequestReset};
+use pwreset_core::service::{ConfirmReset, RequestReset, SendResetEmail};
 use pwreset_core::token::TokenSigner;
 use secrecy::SecretString;
 
@@ -160,7 +159,7 @@ fn memory(config: &Config) -> Wiring {
         PasswordPolicy::new(config.min_password_length),
         hasher.clone(),
     );
-    let deliverer = Deliverer::new(
+    let deliverer = SendResetEmail::new(
         store.clone(),
         mailer.clone(),
         clock,

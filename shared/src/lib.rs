@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod hashing;
 pub mod http;
@@ -14,7 +15,6 @@ pub mod mail;
 pub mod policy;
 pub mod ports;
 pub mod service;
-pub mod stream;
 pub mod token;
 
 /// The crates whose log events are ours. Everything else (the Lambda runtime, the AWS SDK,

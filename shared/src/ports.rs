@@ -13,14 +13,15 @@ use time::OffsetDateTime;
 
 use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
 
-/// A dependency failed. `Unavailable` is worth retrying (throttling, timeouts, a store
-/// that is down); `Fault` is our own fault (a malformed call, an item we cannot read back).
+/// A dependency failed. Store, mail and delivery errors share one split: `Transient` is
+/// worth retrying (throttling, timeouts, a store that is down), `Permanent` is not (a
+/// malformed call, an item we cannot read back).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Transient(String),
     #[error("store call failed on our side: {0}")]
-    Fault(String),
+    Permanent(String),
 }
 
 /// Work for the mail worker, written by the request path and by a successful confirm.
@@ -107,7 +108,7 @@ pub enum MailError {
     Transient(String),
     /// Retrying will not help: the address or the message was refused.
     #[error("mail refused: {0}")]
-    Rejected(String),
+    Permanent(String),
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 //!
 //! - [`RequestReset`]: validate → rate limits → enqueue; the same work whether or not the
 //!   account exists, so nothing about the account reaches the response.
-//! - [`Deliverer`]: the outbox worker: look up → skip inactive/unusable → sign → send.
+//! - [`SendResetEmail`]: the outbox worker: look up → skip inactive/unusable → sign → send.
 //! - [`ConfirmReset`]: verify (no side effect) and confirm (verify → policy → hash →
 //!   conditional replace + notice).
 
@@ -160,7 +160,7 @@ pub enum Delivery {
 pub enum DeliveryError {
     /// Try the job again later.
     #[error("delivery should be retried: {0}")]
-    Retry(String),
+    Transient(String),
     /// Retrying cannot help (the message was refused); the job is dropped and logged.
     #[error("delivery failed for good: {0}")]
     Permanent(String),
@@ -169,8 +169,8 @@ pub enum DeliveryError {
 impl From<StoreError> for DeliveryError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(msg) => Self::Retry(msg),
-            StoreError::Fault(msg) => Self::Permanent(msg),
+            StoreError::Transient(msg) => Self::Transient(msg),
+            StoreError::Permanent(msg) => Self::Permanent(msg),
         }
     }
 }
@@ -178,14 +178,14 @@ impl From<StoreError> for DeliveryError {
 impl From<MailError> for DeliveryError {
     fn from(err: MailError) -> Self {
         match err {
-            MailError::Transient(msg) => Self::Retry(msg),
-            MailError::Rejected(msg) => Self::Permanent(msg),
+            MailError::Transient(msg) => Self::Transient(msg),
+            MailError::Permanent(msg) => Self::Permanent(msg),
         }
     }
 }
 
 /// The outbox worker's use case.
-pub struct Deliverer {
+pub struct SendResetEmail {
     users: Arc<dyn UserRepository>,
     mailer: Arc<dyn Mailer>,
     clock: Arc<dyn Clock>,
@@ -193,13 +193,13 @@ pub struct Deliverer {
     composer: MailComposer,
 }
 
-impl std::fmt::Debug for Deliverer {
+impl std::fmt::Debug for SendResetEmail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deliverer").finish_non_exhaustive()
+        f.debug_struct("SendResetEmail").finish_non_exhaustive()
     }
 }
 
-impl Deliverer {
+impl SendResetEmail {
     pub fn new(
         users: Arc<dyn UserRepository>,
         mailer: Arc<dyn Mailer>,

@@ -502,12 +502,15 @@ async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
         .expect("put");
     assert!(matches!(
         store.find_by_uid(&uid).await,
-        Err(StoreError::Fault(_))
+        Err(StoreError::Permanent(_))
     ));
 
     let missing = DynamoStore::new(store.client.clone(), unique_name("no-such-table"));
     let result = missing.find_by_email_key(&key("mike@example.org")).await;
-    assert!(matches!(result, Err(StoreError::Fault(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Permanent(_))),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -517,13 +520,13 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     let started = Instant::now();
     let result = store.find_by_email_key(&key("mike@example.org")).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let uid = UserId::generate();
     let result = store.find_by_uid(&uid).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let result = store
@@ -536,7 +539,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
         })
         .await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let result = store
@@ -547,7 +550,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
         })
         .await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let limit = RateLimit {
@@ -556,7 +559,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     };
     let result = store.hit("ip#192.0.2.1", &limit, 1_700_000_000).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let elapsed = started.elapsed();
@@ -566,7 +569,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     );
 
     // The messages name the failure, never the data.
-    let Err(StoreError::Unavailable(message)) =
+    let Err(StoreError::Transient(message)) =
         store.find_by_email_key(&key("mike@example.org")).await
     else {
         panic!("unavailable");
@@ -623,7 +626,7 @@ async fn a_hung_endpoint_times_out_as_unavailable() {
     let started = Instant::now();
     let result = store.find_by_email_key(&key("mike@example.org")).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
     );
     let elapsed = started.elapsed();

@@ -17,14 +17,14 @@ use axum::body::Body;
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::adapters::ses::SesMailer;
+use pwreset_core::delivery::stream::deliver_batch;
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{DevServerApp, PeerIp, api_routes, for_dev_server};
 use pwreset_core::mail::{LinkTemplate, MailComposer};
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{RateLimit, SystemClock, UserRepository as _};
-use pwreset_core::service::{ConfirmReset, Deliverer, Limits, RequestReset};
-use pwreset_core::stream::{StreamBatch, deliver_batch};
+use pwreset_core::service::{ConfirmReset, Limits, RequestReset, SendResetEmail};
 use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
 use pwreset_testkit::aws::{self, Sdk, unique_name};
 use pwreset_testkit::fault_proxy::{Fault, FaultProxy};
@@ -56,7 +56,7 @@ struct Rig {
     ses_proxy: FaultProxy,
     direct: DynamoStore,
     api: DevServerApp,
-    deliverer: Deliverer,
+    deliverer: SendResetEmail,
     signer: TokenSigner,
     ses_url: String,
     /// Outbox items already turned into stream records.
@@ -89,7 +89,7 @@ impl Rig {
             PasswordPolicy::new(12),
             PasswordHasher::owasp(),
         );
-        let deliverer = Deliverer::new(
+        let deliverer = SendResetEmail::new(
             store,
             Arc::new(SesMailer::new(sdk().sesv2(&ses_proxy.url), FROM, None)),
             Arc::new(SystemClock),
@@ -202,13 +202,13 @@ impl Rig {
     /// What `send-reset-email` answers for these records: the sequence numbers reported
     /// as batch item failures.
     async fn deliver(&self, records: &[Value]) -> Vec<String> {
-        let batch: StreamBatch =
+        let batch: aws_lambda_events::event::dynamodb::Event =
             serde_json::from_value(json!({ "Records": records })).expect("a stream batch");
         deliver_batch(&self.deliverer, &batch)
             .await
             .batch_item_failures
             .into_iter()
-            .map(|f| f.item_identifier)
+            .map(|f| f.item_identifier.expect("a failure names its record"))
             .collect()
     }
 

@@ -14,9 +14,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
-use pwreset_core::adapters::memory::ManualClock;
 use pwreset_core::http::{DevServerApp, PeerIp, for_dev_server, request_routes};
-use pwreset_core::ports::{OutboxJob, RateLimit};
+use pwreset_core::ports::{Clock, OutboxJob, RateLimit};
 use pwreset_core::service::{Limits, RequestReset};
 use pwreset_testkit::aws::{self, Sdk};
 use pwreset_testkit::{emulators, outbox};
@@ -40,14 +39,22 @@ struct Outcome {
     retry_after: Option<u64>,
 }
 
+/// A clock that stands still.
+struct FixedClock(time::OffsetDateTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        self.0
+    }
+}
+
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
 async fn api_on(endpoint: &str, limits: Limits) -> (DevServerApp, DynamoStore) {
     let client = sdk().dynamodb(endpoint);
     let table = aws::fresh_table(&client, "limits", dynamodb::table::create_table).await;
     let store = Arc::new(DynamoStore::new(client, table));
-    let clock = Arc::new(ManualClock::at(
-        time::OffsetDateTime::now_utc().unix_timestamp(),
-    ));
+    // One instant for the whole test: a burst never straddles two rate windows.
+    let clock = Arc::new(FixedClock(time::OffsetDateTime::now_utc()));
     let service = RequestReset::new(store.clone(), store.clone(), clock, limits);
     (
         for_dev_server(request_routes(Arc::new(service))),

@@ -76,7 +76,7 @@ async fn mail_goes_through_moto_once_the_sender_is_verified() {
     let unverified = SesMailer::new(client.clone(), "someone@unverified.example", None);
     let result = unverified.send(&mail("mike@example.org", "hello")).await;
     match result {
-        Err(MailError::Rejected(message)) => {
+        Err(MailError::Permanent(message)) => {
             assert!(message.contains("MessageRejected"), "{message}");
             assert!(
                 !message.contains("unverified.example"),
@@ -146,7 +146,7 @@ async fn an_internationalised_domain_arrives_in_punycode_and_a_unicode_local_par
         .expect("sent");
     let refused = unique_name("non-ASCII local part");
     match mailer.send(&mail("jürgen@example.org", &refused)).await {
-        Err(MailError::Rejected(message)) => assert!(!message.contains("jürgen"), "{message}"),
+        Err(MailError::Permanent(message)) => assert!(!message.contains("jürgen"), "{message}"),
         other => panic!("expected a rejection, got {other:?}"),
     }
 

@@ -93,6 +93,8 @@ pub fn insert_record(item: &Item, sequence: u64) -> Value {
             _ => None,
         })
         .collect();
+    // What DynamoDB reports: the record's size; roughly its image's, which is all we carry.
+    let size_bytes = Value::Object(image.clone()).to_string().len();
     json!({
         "eventID": format!("e{sequence}"),
         "eventName": "INSERT",
@@ -102,6 +104,7 @@ pub fn insert_record(item: &Item, sequence: u64) -> Value {
             "Keys": {"pk": image["pk"], "sk": image["sk"]},
             "NewImage": image,
             "SequenceNumber": format!("{sequence:024}"),
+            "SizeBytes": size_bytes,
             "StreamViewType": "NEW_IMAGE"
         }
     })

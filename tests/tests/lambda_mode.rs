@@ -173,7 +173,7 @@ impl Stack {
                     assert!(stored.is_some(), "{email}: taken, but not by this user");
                     return user.uid;
                 }
-                Err(StoreError::Unavailable(_)) => {
+                Err(StoreError::Transient(_)) => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(other) => panic!("insert: {other:?}"),

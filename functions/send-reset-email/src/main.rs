@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::config::LambdaNeeds;
+use pwreset_core::delivery::stream::deliver_batch;
 use pwreset_core::lambda::{self, Startup};
 use pwreset_core::mail::MailComposer;
 use pwreset_core::ports::SystemClock;
-use pwreset_core::service::Deliverer;
-use pwreset_core::stream::{BatchResponse, StreamBatch, deliver_batch};
+use pwreset_core::service::SendResetEmail;
 use pwreset_core::token::TokenSigner;
 
 #[tokio::main]
@@ -35,17 +37,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.link_template,
         signer.lifetime_secs(),
     );
-    let deliverer = Arc::new(Deliverer::new(
+    let deliverer = Arc::new(SendResetEmail::new(
         store,
         Arc::new(mailer),
         Arc::new(SystemClock),
         signer,
         composer,
     ));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamBatch>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let deliverer = Arc::clone(&deliverer);
         async move {
-            Ok::<BatchResponse, lambda_runtime::Error>(
+            Ok::<DynamoDbEventResponse, lambda_runtime::Error>(
                 deliver_batch(&deliverer, &event.payload).await,
             )
         }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 use crate::config::{ConfigError, required};
@@ -151,4 +153,160 @@ async fn load_sdk_config() -> SdkConfig {
         .retry_config(retry_config())
         .load()
         .await
+}
+
+/// How a failed AWS call is classified, for every adapter alike: [`Failure::Transient`]
+/// (throttled, a 5xx, timed out, unreachable, unreadable answer, anything unexpected) is
+/// worth retrying; [`Failure::Permanent`] (a request refused for what it is, one the SDK
+/// would not send or could not build) is not. Adapters turn it into their port's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+/// Classifies the SDK error of `call` (e.g. "DynamoDB GetItem"). `transient_codes` are the
+/// service's error codes (with or without the `Exception` suffix) that mean "try again";
+/// any other 4xx code is permanent. Only the code, the status and transport errors go
+/// into the message, never the service's free text, which can quote keys and addresses.
+pub(crate) fn classify_sdk_error<E>(
+    call: &str,
+    err: &SdkError<E, HttpResponse>,
+    transient_codes: &[&str],
+) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err {
+        SdkError::TimeoutError(_) => Failure::Transient(format!("{call}: timed out")),
+        SdkError::DispatchFailure(failure) => {
+            let detail = failure
+                .as_connector_error()
+                .map(|e| source_chain(e))
+                .unwrap_or_else(|| "dispatch failure".to_owned());
+            if failure.is_user() {
+                // The SDK refused to send it (a bad endpoint, say): the same refusal again.
+                Failure::Permanent(format!("{call}: request not sent: {detail}"))
+            } else {
+                Failure::Transient(format!("{call}: could not reach the service: {detail}"))
+            }
+        }
+        SdkError::ResponseError(response) => Failure::Transient(format!(
+            "{call}: unreadable response (HTTP {})",
+            response.raw().status().as_u16()
+        )),
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status();
+            let code = service.err().code().unwrap_or("unknown");
+            let message = format!("{call}: {code} (HTTP {})", status.as_u16());
+            if is_transient_code(code, transient_codes)
+                || status.is_server_error()
+                || status.as_u16() == 429
+            {
+                Failure::Transient(message)
+            } else {
+                Failure::Permanent(message)
+            }
+        }
+        // A request we could not even build will not build on a retry either.
+        SdkError::ConstructionFailure(_) => {
+            Failure::Permanent(format!("{call}: request could not be built"))
+        }
+        // A failure this SDK version does not name: retrying loses nothing, dropping might.
+        _ => Failure::Transient(format!("{call}: unexpected SDK failure")),
+    }
+}
+
+/// Whether `code` (with or without the `Exception` suffix) is one of `transient_codes`.
+pub(crate) fn is_transient_code(code: &str, transient_codes: &[&str]) -> bool {
+    let code = code.strip_suffix("Exception").unwrap_or(code);
+    transient_codes.contains(&code)
+}
+
+/// The error's source chain as text: transport errors ("connection refused"), which hold
+/// no item data.
+fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = source.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    const CODES: &[&str] = &["Throttling"];
+
+    fn service_error(status: u16, code: &str) -> SdkError<GetItemError, HttpResponse> {
+        let status = StatusCode::try_from(status).expect("status");
+        SdkError::service_error(
+            GetItemError::generic(ErrorMetadata::builder().code(code).build()),
+            HttpResponse::new(status, SdkBody::empty()),
+        )
+    }
+
+    fn is_transient(err: &SdkError<GetItemError, HttpResponse>) -> bool {
+        match classify_sdk_error("Test Call", err, CODES) {
+            Failure::Transient(message) | Failure::Permanent(message) => {
+                assert!(message.starts_with("Test Call: "), "{message}");
+            }
+        }
+        matches!(
+            classify_sdk_error("Test Call", err, CODES),
+            Failure::Transient(_)
+        )
+    }
+
+    #[test]
+    fn one_split_for_every_service() {
+        // Worth a retry: the service said so, a 5xx or 429, a timeout, a network failure.
+        assert!(is_transient(&service_error(400, "ThrottlingException")));
+        assert!(is_transient(&service_error(400, "Throttling")));
+        assert!(is_transient(&service_error(500, "InternalError")));
+        assert!(is_transient(&service_error(429, "SlowDown")));
+        assert!(is_transient(&SdkError::timeout_error("slow")));
+        assert!(is_transient(&SdkError::dispatch_failure(
+            ConnectorError::io("connection refused".into())
+        )));
+        // Not: the request itself was refused, or never could be sent or built.
+        assert!(!is_transient(&service_error(400, "ValidationException")));
+        assert!(!is_transient(&service_error(
+            400,
+            "ConditionalCheckFailedException"
+        )));
+        assert!(!is_transient(&SdkError::dispatch_failure(
+            ConnectorError::user("bad endpoint".into())
+        )));
+        assert!(!is_transient(&SdkError::construction_failure("no key")));
+    }
+
+    #[test]
+    fn messages_keep_the_code_and_status_and_drop_the_service_text() {
+        let err = SdkError::service_error(
+            GetItemError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationException")
+                    .message("One or more parameter values were invalid: alice@example.org")
+                    .build(),
+            ),
+            HttpResponse::new(StatusCode::try_from(400).expect("status"), SdkBody::empty()),
+        );
+        assert_eq!(
+            classify_sdk_error("DynamoDB GetItem", &err, CODES),
+            Failure::Permanent("DynamoDB GetItem: ValidationException (HTTP 400)".into())
+        );
+    }
 }

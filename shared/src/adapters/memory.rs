@@ -4,20 +4,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use rand::Rng as _;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::domain::{EmailKey, User, UserId};
 use crate::ports::{
-    ChangeOutcome, Clock, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
+    ChangeOutcome, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
     PasswordChange, RateDecision, RateLimit, RateLimiter, StoreError,
 };
-use crate::service::{Deliverer, DeliveryError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind, still consistent for us.
@@ -50,13 +47,14 @@ impl MemoryStore {
     }
 
     /// Makes every call fail as a store outage would (for tests of the failure paths).
+    #[cfg(test)]
     pub fn set_unavailable(&self, unavailable: bool) {
         self.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
     fn check_available(&self) -> Result<(), StoreError> {
         if self.unavailable.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable("memory store switched off".into()))
+            Err(StoreError::Transient("memory store switched off".into()))
         } else {
             Ok(())
         }
@@ -82,13 +80,14 @@ impl MemoryStore {
         lock(&self.tables).outbox.len()
     }
 
-    /// Jobs queued that [`run_outbox_worker`] has not finished with (delivered, skipped or
+    /// Jobs queued that [`crate::delivery::worker::run_outbox_worker`] has not finished with (delivered, skipped or
     /// given up on): `/_dev/mail` reports it so tests wait for an idle outbox, not a timer.
     pub fn unfinished_jobs(&self) -> usize {
         self.unfinished.load(Ordering::SeqCst)
     }
 
-    fn job_finished(&self) {
+    /// Marks one job taken by [`MemoryStore::next_job`] as done with.
+    pub fn job_finished(&self) {
         let _ = self
             .unfinished
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -209,7 +208,8 @@ pub struct SentMail {
     pub sent_at: OffsetDateTime,
 }
 
-/// Keeps every message (oldest first); can be told to fail, for the retry paths.
+/// Keeps every message (oldest first); in the core's own tests it can be told to fail, for
+/// the retry paths.
 #[derive(Debug, Default)]
 pub struct RecordingMailer {
     sent: Mutex<Vec<SentMail>>,
@@ -226,6 +226,7 @@ impl RecordingMailer {
     }
 
     /// The next `n` sends fail as if the mail service were down.
+    #[cfg(test)]
     pub fn fail_next(&self, n: usize) {
         self.transient_failures.store(n, Ordering::SeqCst);
     }
@@ -250,9 +251,11 @@ impl Mailer for RecordingMailer {
 }
 
 /// A clock tests move by hand.
+#[cfg(test)]
 #[derive(Debug)]
 pub struct ManualClock(Mutex<OffsetDateTime>);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn at(unix: i64) -> Self {
         Self(Mutex::new(
@@ -260,93 +263,15 @@ impl ManualClock {
         ))
     }
 
-    pub fn advance(&self, by: Duration) {
+    pub fn advance(&self, by: std::time::Duration) {
         let mut now = lock(&self.0);
         *now += by;
     }
 }
 
-impl Clock for ManualClock {
+#[cfg(test)]
+impl crate::ports::Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *lock(&self.0)
     }
-}
-
-/// How the in-process worker paces itself.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Each job waits a random time in this range before it is looked at, so the lookup
-    /// never competes with the response still being written (a timing oracle on 2 cores).
-    pub pickup_delay: std::ops::Range<Duration>,
-    pub first_retry: Duration,
-    pub max_retry: Duration,
-    pub max_attempts: u32,
-    pub concurrency: usize,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            pickup_delay: Duration::from_millis(20)..Duration::from_millis(60),
-            first_retry: Duration::from_millis(200),
-            max_retry: Duration::from_secs(30),
-            max_attempts: 30,
-            concurrency: 8,
-        }
-    }
-}
-
-/// Drains the store's outbox forever: the dev server's stand-in for the DynamoDB stream and
-/// the `send-reset-email` function. Abort the task to stop it.
-pub async fn run_outbox_worker(
-    store: Arc<MemoryStore>,
-    deliverer: Arc<Deliverer>,
-    settings: WorkerSettings,
-) {
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    loop {
-        let job = store.next_job().await;
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let deliverer = Arc::clone(&deliverer);
-        let settings = settings.clone();
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let delay = if settings.pickup_delay.is_empty() {
-                settings.pickup_delay.start
-            } else {
-                rand::rng().random_range(settings.pickup_delay.clone())
-            };
-            tokio::time::sleep(delay).await;
-            deliver_with_retries(&deliverer, &job, &settings).await;
-            store.job_finished();
-        });
-    }
-}
-
-async fn deliver_with_retries(deliverer: &Deliverer, job: &OutboxJob, settings: &WorkerSettings) {
-    let mut backoff = settings.first_retry;
-    for attempt in 1..=settings.max_attempts {
-        match deliverer.deliver(job).await {
-            Ok(outcome) => {
-                tracing::debug!(event = "outbox_job_done", ?outcome, attempt);
-                return;
-            }
-            Err(DeliveryError::Retry(reason)) => {
-                tracing::warn!(event = "outbox_job_retry", attempt, %reason);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(settings.max_retry);
-            }
-            Err(DeliveryError::Permanent(reason)) => {
-                tracing::error!(event = "outbox_job_failed", %reason);
-                return;
-            }
-        }
-    }
-    tracing::error!(
-        event = "outbox_job_abandoned",
-        attempts = settings.max_attempts
-    );
 }

@@ -11,11 +11,11 @@
 use async_trait::async_trait;
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::config::http::HttpResponse;
-use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sesv2::error::SdkError;
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
-use super::dynamodb::error::source_chain;
+use super::aws::{Failure, classify_sdk_error};
 use crate::ports::{MailError, Mailer, OutgoingMail};
 
 const CHARSET: &str = "UTF-8";
@@ -44,19 +44,19 @@ fn content(data: &str) -> Result<Content, MailError> {
         .data(data)
         .charset(CHARSET)
         .build()
-        .map_err(|e| MailError::Rejected(format!("could not build the message: {e}")))
+        .map_err(|e| MailError::Permanent(format!("could not build the message: {e}")))
 }
 
 /// The recipient as SES accepts it: a non-ASCII domain in its ASCII form (IDNA, UTS #46;
 /// an ASCII address is sent as given), the local part
-/// unchanged if it is ASCII, otherwise [`MailError::Rejected`]. The error never quotes the
+/// unchanged if it is ASCII, otherwise [`MailError::Permanent`]. The error never quotes the
 /// address.
 fn ses_recipient(address: &str) -> Result<String, MailError> {
     let (local, domain) = address
         .rsplit_once('@')
-        .ok_or_else(|| MailError::Rejected("SES SendEmail: the address has no domain".into()))?;
+        .ok_or_else(|| MailError::Permanent("SES SendEmail: the address has no domain".into()))?;
     if !local.is_ascii() {
-        return Err(MailError::Rejected(
+        return Err(MailError::Permanent(
             "SES SendEmail: SES accepts only ASCII local parts; this address cannot be mailed"
                 .into(),
         ));
@@ -66,7 +66,7 @@ fn ses_recipient(address: &str) -> Result<String, MailError> {
         return Ok(address.to_owned());
     }
     let domain = idna::domain_to_ascii(domain).map_err(|_| {
-        MailError::Rejected("SES SendEmail: the domain is not a valid IDNA name".into())
+        MailError::Permanent("SES SendEmail: the domain is not a valid IDNA name".into())
     })?;
     Ok(format!("{local}@{domain}"))
 }
@@ -89,46 +89,15 @@ const TRANSIENT_CODES: &[&str] = &[
     "SendingPaused",
 ];
 
-fn is_transient_code(code: &str) -> bool {
-    let code = code.strip_suffix("Exception").unwrap_or(code);
-    TRANSIENT_CODES.contains(&code)
-}
-
-/// Maps a `SendEmail` failure. Transient: throttling, quotas, 5xx, timeouts, an endpoint
-/// we cannot reach, sending paused. Rejected: the message or the sender was refused
-/// (`MessageRejected`, `MailFromDomainNotVerified`, `AccountSuspended`, `BadRequest`,
-/// `NotFound` for a missing configuration set, any other 4xx).
+/// Maps a `SendEmail` failure by the adapters' one classification ([`classify_sdk_error`]).
+/// Transient: throttling, quotas, 5xx, timeouts, an endpoint we cannot reach, sending
+/// paused. Permanent: the message or the sender was refused (`MessageRejected`,
+/// `MailFromDomainNotVerified`, `AccountSuspended`, `BadRequest`, `NotFound` for a missing
+/// configuration set, any other 4xx).
 fn map_send_error(err: &SdkError<SendEmailError, HttpResponse>) -> MailError {
-    match err {
-        SdkError::TimeoutError(_) => MailError::Transient("SES SendEmail: timed out".into()),
-        SdkError::DispatchFailure(failure) => {
-            let detail = failure
-                .as_connector_error()
-                .map(|e| source_chain(e))
-                .unwrap_or_else(|| "dispatch failure".to_owned());
-            MailError::Transient(format!(
-                "SES SendEmail: could not reach the service: {detail}"
-            ))
-        }
-        SdkError::ResponseError(response) => MailError::Transient(format!(
-            "SES SendEmail: unreadable response (HTTP {})",
-            response.raw().status().as_u16()
-        )),
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status();
-            let code = service.err().code().unwrap_or("unknown");
-            let message = format!("SES SendEmail: {code} (HTTP {})", status.as_u16());
-            if is_transient_code(code) || status.is_server_error() || status.as_u16() == 429 {
-                MailError::Transient(message)
-            } else {
-                MailError::Rejected(message)
-            }
-        }
-        // A request we could not even build will not build on a retry either.
-        SdkError::ConstructionFailure(_) => {
-            MailError::Rejected("SES SendEmail: request could not be built".into())
-        }
-        _ => MailError::Transient("SES SendEmail: unexpected SDK failure".into()),
+    match classify_sdk_error("SES SendEmail", err, TRANSIENT_CODES) {
+        Failure::Transient(message) => MailError::Transient(message),
+        Failure::Permanent(message) => MailError::Permanent(message),
     }
 }
 
@@ -160,6 +129,7 @@ impl Mailer for SesMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::aws::is_transient_code;
 
     #[test]
     fn internationalised_domains_go_out_in_punycode_and_ascii_addresses_unchanged() {
@@ -181,7 +151,7 @@ mod tests {
     fn a_local_part_outside_ascii_is_rejected_without_quoting_it() {
         for given in ["jürgen@example.org", "用户@例子.广告", "ǅemal@example.org"] {
             match ses_recipient(given) {
-                Err(MailError::Rejected(message)) => {
+                Err(MailError::Permanent(message)) => {
                     let local = given.split('@').next().expect("local part");
                     assert!(!message.contains(local), "{message}");
                 }
@@ -198,7 +168,7 @@ mod tests {
             "SendingPausedException",
             "Throttling",
         ] {
-            assert!(is_transient_code(code), "{code}");
+            assert!(is_transient_code(code, TRANSIENT_CODES), "{code}");
         }
         for code in [
             "MessageRejected",
@@ -207,7 +177,7 @@ mod tests {
             "BadRequestException",
             "NotFoundException",
         ] {
-            assert!(!is_transient_code(code), "{code}");
+            assert!(!is_transient_code(code, TRANSIENT_CODES), "{code}");
         }
     }
 }

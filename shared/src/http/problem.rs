@@ -267,11 +267,11 @@ impl IntoResponse for Problem {
 impl From<StoreError> for Problem {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Unavailable(reason) => {
+            StoreError::Transient(reason) => {
                 tracing::warn!(event = "dependency_unavailable", %reason);
                 Self::unavailable()
             }
-            StoreError::Fault(reason) => {
+            StoreError::Permanent(reason) => {
                 tracing::error!(event = "store_fault", %reason);
                 Self::internal()
             }

@@ -20,7 +20,7 @@ struct World {
     mailer: Arc<RecordingMailer>,
     clock: Arc<ManualClock>,
     request: RequestReset,
-    deliverer: Deliverer,
+    deliverer: SendResetEmail,
     confirm: ConfirmReset,
 }
 
@@ -38,7 +38,7 @@ fn world_with(limits: Limits) -> World {
             clock.clone(),
             limits,
         ),
-        deliverer: Deliverer::new(
+        deliverer: SendResetEmail::new(
             store.clone(),
             mailer.clone(),
             clock.clone(),
@@ -465,7 +465,7 @@ async fn a_store_outage_is_an_error_not_a_missing_user() {
     w.store.set_unavailable(true);
     assert!(matches!(
         w.request.request("a@example.org", None).await,
-        Err(RequestError::Store(StoreError::Unavailable(_)))
+        Err(RequestError::Store(StoreError::Transient(_)))
     ));
     assert!(matches!(
         w.confirm.verify(&uid, &token).await,
@@ -496,7 +496,7 @@ async fn a_failing_mailer_makes_the_job_retry_instead_of_vanishing() {
     w.mailer.fail_next(1);
     assert!(matches!(
         w.deliverer.deliver(&job).await,
-        Err(DeliveryError::Retry(_))
+        Err(DeliveryError::Transient(_))
     ));
     assert_eq!(
         w.deliverer.deliver(&job).await.expect("second try"),
@@ -507,7 +507,7 @@ async fn a_failing_mailer_makes_the_job_retry_instead_of_vanishing() {
 
 #[tokio::test]
 async fn the_worker_retries_until_the_mailer_recovers() {
-    use crate::adapters::memory::{WorkerSettings, run_outbox_worker};
+    use crate::delivery::worker::{WorkerSettings, run_outbox_worker};
     let w = world();
     w.add_user("a@example.org", true).await;
     w.mailer.fail_next(3);

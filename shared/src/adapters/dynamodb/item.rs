@@ -1,8 +1,7 @@
 //! The table's item layout, and the one place that knows it: key prefixes, attribute names,
 //! the expressions that name attributes, and the encoding of users, e-mail lookups, outbox
 //! jobs (reset requests and change notices) and rate counters to and from attribute maps.
-//! One exception: [`crate::stream`] builds without the `aws` feature this module needs, so it
-//! still names the outbox prefix and the `job` attribute itself.
+//! The stream consumer ([`crate::delivery::stream`]) reads records' images through it too.
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
@@ -130,7 +129,7 @@ pub fn email_lookup_item(user: &User) -> Item {
 /// A new outbox item for `job`, under a fresh random key, expiring after a week.
 pub fn outbox_item(job: &OutboxJob) -> Result<Item, StoreError> {
     let json = serde_json::to_string(job)
-        .map_err(|e| StoreError::Fault(format!("outbox job not serialisable: {e}")))?;
+        .map_err(|e| StoreError::Permanent(format!("outbox job not serialisable: {e}")))?;
     let now = unix_now();
     let mut item = key(format!("{OUTBOX_PREFIX}{}", outbox_id()), OUTBOX_SK);
     item.insert(JOB_ATTRIBUTE.to_owned(), string_value(json));
@@ -169,10 +168,12 @@ pub fn counter_hit_values(expires_at: i64) -> Item {
 fn required_string<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value),
-        Some(_) => Err(StoreError::Fault(format!(
+        Some(_) => Err(StoreError::Permanent(format!(
             "attribute {name} is not a string"
         ))),
-        None => Err(StoreError::Fault(format!("attribute {name} is missing"))),
+        None => Err(StoreError::Permanent(format!(
+            "attribute {name} is missing"
+        ))),
     }
 }
 
@@ -187,7 +188,7 @@ pub fn outbox_job_from_item(item: &Item) -> Result<OutboxJob, StoreError> {
     serde_json::from_str(json).map_err(|e| {
         // serde_json's messages can quote the offending value (an e-mail key): keep only
         // the category.
-        StoreError::Fault(format!(
+        StoreError::Permanent(format!(
             "outbox item holds no valid job ({:?} error)",
             e.classify()
         ))
@@ -197,20 +198,20 @@ pub fn outbox_job_from_item(item: &Item) -> Result<OutboxJob, StoreError> {
 /// The uid an e-mail lookup item points at.
 pub fn uid_from_email_lookup(item: &Item) -> Result<UserId, StoreError> {
     UserId::parse(required_string(item, UID)?)
-        .map_err(|_| StoreError::Fault("e-mail lookup item holds a malformed uid".into()))
+        .map_err(|_| StoreError::Permanent("e-mail lookup item holds a malformed uid".into()))
 }
 
 /// Parses a user item back into the domain type; anything unexpected is our fault.
 pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
     let uid = UserId::parse(required_string(item, UID)?)
-        .map_err(|_| StoreError::Fault("stored uid is malformed".into()))?;
+        .map_err(|_| StoreError::Permanent("stored uid is malformed".into()))?;
     let email = EmailAddress::parse(required_string(item, EMAIL)?)
-        .map_err(|e| StoreError::Fault(format!("stored e-mail address is malformed: {e}")))?;
+        .map_err(|e| StoreError::Permanent(format!("stored e-mail address is malformed: {e}")))?;
     let password_hash = match item.get(PASSWORD_HASH) {
         None | Some(AttributeValue::Null(_)) => None,
         Some(AttributeValue::S(hash)) => Some(PasswordHash::new(hash.clone())),
         Some(_) => {
-            return Err(StoreError::Fault(
+            return Err(StoreError::Permanent(
                 "attribute password_hash is not a string".into(),
             ));
         }
@@ -218,11 +219,11 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
     let active = match item.get(ACTIVE) {
         Some(AttributeValue::Bool(active)) => *active,
         Some(_) => {
-            return Err(StoreError::Fault(
+            return Err(StoreError::Permanent(
                 "attribute active is not a boolean".into(),
             ));
         }
-        None => return Err(StoreError::Fault("attribute active is missing".into())),
+        None => return Err(StoreError::Permanent("attribute active is missing".into())),
     };
     Ok(User {
         uid,
@@ -237,8 +238,8 @@ pub fn hits_from_update(attributes: Option<&Item>) -> Result<u64, StoreError> {
     match attributes.and_then(|a| a.get(HITS_ATTRIBUTE)) {
         Some(AttributeValue::N(hits)) => hits
             .parse()
-            .map_err(|_| StoreError::Fault("rate counter is not an integer".into())),
-        _ => Err(StoreError::Fault(
+            .map_err(|_| StoreError::Permanent("rate counter is not an integer".into())),
+        _ => Err(StoreError::Permanent(
             "rate counter missing from the update's answer".into(),
         )),
     }
@@ -266,10 +267,16 @@ mod tests {
         );
         let mut broken = item.clone();
         broken.insert("email".into(), string_value("not an address"));
-        assert!(matches!(user_from_item(&broken), Err(StoreError::Fault(_))));
+        assert!(matches!(
+            user_from_item(&broken),
+            Err(StoreError::Permanent(_))
+        ));
         let mut broken = item;
         broken.remove("active");
-        assert!(matches!(user_from_item(&broken), Err(StoreError::Fault(_))));
+        assert!(matches!(
+            user_from_item(&broken),
+            Err(StoreError::Permanent(_))
+        ));
     }
 
     #[test]
@@ -336,13 +343,15 @@ mod tests {
             string_value(r#"{"kind":"reset_requested","email_key":"Secret@Example.org"}"#),
         );
         match outbox_job_from_item(&item) {
-            Err(StoreError::Fault(message)) => assert!(!message.contains("Secret"), "{message}"),
+            Err(StoreError::Permanent(message)) => {
+                assert!(!message.contains("Secret"), "{message}")
+            }
             other => panic!("expected a fault, got {other:?}"),
         }
         item.remove(JOB_ATTRIBUTE);
         assert!(matches!(
             outbox_job_from_item(&item),
-            Err(StoreError::Fault(_))
+            Err(StoreError::Permanent(_))
         ));
     }
 

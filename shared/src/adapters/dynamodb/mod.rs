@@ -101,13 +101,13 @@ impl UserRepository for DynamoStore {
         let Some(found) = self.get("GetItem(user)", item::user_key(&uid)).await? else {
             // Both items are written in one transaction; a lookup without its user is a
             // broken table, not a missing account.
-            return Err(StoreError::Fault(
+            return Err(StoreError::Permanent(
                 "e-mail lookup item points at a missing user".into(),
             ));
         };
         let user = item::user_from_item(&found)?;
         if &user.email_key() != key {
-            return Err(StoreError::Fault(
+            return Err(StoreError::Permanent(
                 "e-mail lookup item points at a user with another address".into(),
             ));
         }
@@ -145,7 +145,7 @@ impl UserRepository for DynamoStore {
         match transact(&self.client, "TransactWriteItems(password change)", items).await? {
             None => Ok(ChangeOutcome::Applied),
             Some(positions) if positions.contains(&0) => Ok(ChangeOutcome::Stale),
-            Some(_) => Err(StoreError::Fault("outbox id collided".into())),
+            Some(_) => Err(StoreError::Permanent("outbox id collided".into())),
         }
     }
 }

@@ -80,7 +80,7 @@ async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreErro
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Transient(format!(
                 "table did not become active within {} s",
                 TABLE_ACTIVE_TIMEOUT.as_secs()
             )));

@@ -8,11 +8,11 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use rand::Rng as _;
 
-use super::error::{is_retryable_code, map_sdk_error};
+use super::error::{is_transient, map_sdk_error};
 use crate::ports::StoreError;
 
 /// How often a transaction that collided with another one (`TransactionConflict`) is
-/// tried again before giving up as `Unavailable`: once the other transaction has landed,
+/// tried again before giving up as `Transient`: once the other transaction has landed,
 /// the retry sees its result (for a password change: `Stale`).
 const TRANSACTION_CONFLICT_RETRIES: u32 = 4;
 
@@ -24,7 +24,7 @@ enum Cancelled {
     /// It collided with another transaction: worth retrying at once.
     Conflict,
     /// Throttled or failed inside DynamoDB.
-    Unavailable(String),
+    Transient(String),
     Other(String),
 }
 
@@ -43,8 +43,8 @@ fn cancellation(reasons: &[CancellationReason]) -> Cancelled {
         return Cancelled::Conflict;
     }
     let summary = codes.join(",");
-    if codes.iter().any(|c| is_retryable_code(c)) {
-        Cancelled::Unavailable(summary)
+    if codes.iter().any(|c| is_transient(c)) {
+        Cancelled::Transient(summary)
     } else {
         Cancelled::Other(summary)
     }
@@ -83,17 +83,17 @@ pub(super) async fn transact(
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
             }
             Cancelled::Conflict => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::Transient(format!(
                     "DynamoDB {operation}: transaction conflict persisted"
                 )));
             }
-            Cancelled::Unavailable(codes) => {
-                return Err(StoreError::Unavailable(format!(
+            Cancelled::Transient(codes) => {
+                return Err(StoreError::Transient(format!(
                     "DynamoDB {operation}: transaction cancelled ({codes})"
                 )));
             }
             Cancelled::Other(codes) => {
-                return Err(StoreError::Fault(format!(
+                return Err(StoreError::Permanent(format!(
                     "DynamoDB {operation}: transaction cancelled ({codes})"
                 )));
             }
@@ -121,7 +121,7 @@ mod tests {
         );
         assert!(matches!(
             cancellation(&[reason("ThrottlingError"), reason("None")]),
-            Cancelled::Unavailable(_)
+            Cancelled::Transient(_)
         ));
         assert!(matches!(
             cancellation(&[reason("ValidationError"), reason("None")]),

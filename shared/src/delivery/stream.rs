@@ -1,82 +1,35 @@
-//! The `send-reset-email` function's input: DynamoDB stream batches of outbox items.
+//! `send-reset-email`'s input: DynamoDB stream batches of table changes, of which the
+//! outbox inserts are work.
 //!
-//! Parsed with plain serde (the stream's JSON shape), so the core needs no SDK for it.
-//! Records are handled in order; at the first one that must be retried, the rest of the
-//! batch is left alone and that record's sequence number is reported as the batch item
-//! failure: Lambda then retries from it, so nothing is lost and nothing already sent is
-//! sent again.
+//! The event and response types are `aws_lambda_events`'; each record's image is read by
+//! the DynamoDB adapter's own item decoding ([`item::outbox_job_from_item`]), so the item
+//! layout has one owner. Records are handled in order; at the first one that must be
+//! retried, the rest of the batch is left alone and that record's sequence number is
+//! reported as the batch item failure: Lambda then retries from it, so nothing is lost and
+//! nothing already sent is sent again.
 
-use std::collections::HashMap;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
-use serde::{Deserialize, Serialize};
+use crate::adapters::dynamodb::item::{self, Item};
+use crate::ports::{OutboxJob, StoreError};
+use crate::service::{DeliveryError, SendResetEmail};
 
-use crate::ports::OutboxJob;
-use crate::service::{Deliverer, DeliveryError};
-
-/// Prefix of the outbox items' partition key.
-pub const OUTBOX_PREFIX: &str = "OUTBOX#";
-
-#[derive(Debug, Deserialize)]
-pub struct StreamBatch {
-    #[serde(rename = "Records", default)]
-    pub records: Vec<StreamRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamRecord {
-    #[serde(rename = "eventName", default)]
-    pub event_name: String,
-    #[serde(default)]
-    pub dynamodb: StreamChange,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamChange {
-    #[serde(rename = "SequenceNumber", default)]
-    pub sequence_number: String,
-    #[serde(rename = "NewImage", default)]
-    pub new_image: HashMap<String, serde_json::Value>,
-}
-
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
-pub struct BatchResponse {
-    #[serde(rename = "batchItemFailures")]
-    pub batch_item_failures: Vec<BatchItemFailure>,
-}
-
-#[derive(Debug, PartialEq, Eq, Serialize)]
-pub struct BatchItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
-}
-
-fn string_attribute<'a>(
-    image: &'a HashMap<String, serde_json::Value>,
-    name: &str,
-) -> Option<&'a str> {
-    image.get(name)?.get("S")?.as_str()
-}
-
-impl StreamRecord {
-    /// The outbox job this record inserted, if it is one. Other items (users, limits) and
-    /// other events (MODIFY, REMOVE by TTL) are not work.
-    pub fn outbox_job(&self) -> Option<Result<OutboxJob, serde_json::Error>> {
-        if self.event_name != "INSERT" {
-            return None;
-        }
-        let image = &self.dynamodb.new_image;
-        if !string_attribute(image, "pk")?.starts_with(OUTBOX_PREFIX) {
-            return None;
-        }
-        let job = string_attribute(image, "job")?;
-        Some(serde_json::from_str(job))
+/// The outbox job this record inserted, if it is one. Other items (users, lookups,
+/// counters) and other events (MODIFY, REMOVE by TTL) are not work.
+pub fn outbox_job(record: &EventRecord) -> Option<Result<OutboxJob, StoreError>> {
+    if record.event_name != "INSERT" {
+        return None;
     }
+    let image: Item = record.change.new_image.clone().into();
+    item::is_outbox_item(&image).then(|| item::outbox_job_from_item(&image))
 }
 
 /// Delivers every outbox job in the batch, stopping at the first that must be retried.
-pub async fn deliver_batch(deliverer: &Deliverer, batch: &StreamBatch) -> BatchResponse {
+pub async fn deliver_batch(send: &SendResetEmail, batch: &Event) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
     for record in &batch.records {
-        let job = match record.outbox_job() {
+        let job = match outbox_job(record) {
             None => continue,
             Some(Ok(job)) => job,
             Some(Err(err)) => {
@@ -85,22 +38,21 @@ pub async fn deliver_batch(deliverer: &Deliverer, batch: &StreamBatch) -> BatchR
                 continue;
             }
         };
-        match deliverer.deliver(&job).await {
+        match send.deliver(&job).await {
             Ok(outcome) => tracing::debug!(event = "outbox_job_done", ?outcome),
             Err(DeliveryError::Permanent(reason)) => {
                 tracing::error!(event = "outbox_job_failed", %reason);
             }
-            Err(DeliveryError::Retry(reason)) => {
+            Err(DeliveryError::Transient(reason)) => {
                 tracing::warn!(event = "outbox_job_retry", %reason);
-                return BatchResponse {
-                    batch_item_failures: vec![BatchItemFailure {
-                        item_identifier: record.dynamodb.sequence_number.clone(),
-                    }],
-                };
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+                return response;
             }
         }
     }
-    BatchResponse::default()
+    response
 }
 
 #[cfg(test)]
@@ -120,6 +72,7 @@ mod tests {
 
     fn record(seq: &str, pk: &str, job: &OutboxJob) -> serde_json::Value {
         json!({
+            "awsRegion": "us-east-1",
             "eventID": seq,
             "eventName": "INSERT",
             "eventSource": "aws:dynamodb",
@@ -127,6 +80,7 @@ mod tests {
                 "Keys": {"pk": {"S": pk}, "sk": {"S": "OUTBOX"}},
                 "NewImage": {"pk": {"S": pk}, "sk": {"S": "OUTBOX"}, "job": {"S": serde_json::to_string(job).expect("json")}},
                 "SequenceNumber": seq,
+                "SizeBytes": 200,
                 "StreamViewType": "NEW_IMAGE"
             }
         })
@@ -140,7 +94,7 @@ mod tests {
         }
     }
 
-    async fn setup() -> (Deliverer, Arc<RecordingMailer>) {
+    async fn setup() -> (SendResetEmail, Arc<RecordingMailer>) {
         let store = Arc::new(MemoryStore::new());
         let hash = PasswordHasher::owasp()
             .hash(SecretString::from("x"))
@@ -158,7 +112,7 @@ mod tests {
                 .expect("insert");
         }
         let mailer = Arc::new(RecordingMailer::new());
-        let deliverer = Deliverer::new(
+        let deliverer = SendResetEmail::new(
             store,
             mailer.clone(),
             Arc::new(SystemClock),
@@ -179,7 +133,7 @@ mod tests {
         user_record["dynamodb"]["NewImage"]["pk"] = json!({"S": "USER#x"});
         let mut removal = record("2", "OUTBOX#r", &reset_job("a@example.org"));
         removal["eventName"] = json!("REMOVE");
-        let batch: StreamBatch = serde_json::from_value(json!({"Records": [
+        let batch: Event = serde_json::from_value(json!({"Records": [
             user_record,
             removal,
             record("3", "OUTBOX#1", &reset_job("a@example.org")),
@@ -188,7 +142,7 @@ mod tests {
         .expect("batch");
         assert_eq!(
             deliver_batch(&deliverer, &batch).await,
-            BatchResponse::default()
+            DynamoDbEventResponse::default()
         );
         assert_eq!(mailer.sent().len(), 1);
     }
@@ -196,7 +150,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_send_reports_that_record_and_leaves_the_rest_for_the_retry() {
         let (deliverer, mailer) = setup().await;
-        let batch: StreamBatch = serde_json::from_value(json!({"Records": [
+        let batch: Event = serde_json::from_value(json!({"Records": [
             record("10", "OUTBOX#1", &reset_job("a@example.org")),
             record("11", "OUTBOX#2", &reset_job("b@example.org")),
             record("12", "OUTBOX#3", &reset_job("a@example.org")),
@@ -205,31 +159,19 @@ mod tests {
         // The first send works, the second fails.
         let first = deliver_batch(
             &deliverer,
-            &StreamBatch {
-                records: serde_json::from_value(json!([record(
-                    "10",
-                    "OUTBOX#1",
-                    &reset_job("a@example.org")
-                )]))
-                .expect("r"),
-            },
+            &serde_json::from_value(json!({"Records": [record(
+                "10",
+                "OUTBOX#1",
+                &reset_job("a@example.org")
+            )]}))
+            .expect("batch"),
         )
         .await;
-        assert_eq!(first, BatchResponse::default());
+        assert_eq!(first, DynamoDbEventResponse::default());
         mailer.fail_next(1);
-        let response = deliver_batch(
-            &deliverer,
-            &StreamBatch {
-                records: batch.records.into_iter().skip(1).collect(),
-            },
-        )
-        .await;
-        assert_eq!(
-            response.batch_item_failures,
-            vec![BatchItemFailure {
-                item_identifier: "11".into()
-            }]
-        );
+        let mut rest = batch;
+        rest.records.remove(0);
+        let response = deliver_batch(&deliverer, &rest).await;
         // Record 12 was not sent: Lambda retries from 11, which would send it again.
         assert_eq!(mailer.sent().len(), 1);
         let json = serde_json::to_value(&response).expect("json");
@@ -244,16 +186,16 @@ mod tests {
         let (deliverer, mailer) = setup().await;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../events/outbox-insert-stream.json");
-        let batch: StreamBatch =
+        let batch: Event =
             serde_json::from_str(&std::fs::read_to_string(path).expect("event")).expect("batch");
         assert_eq!(batch.records.len(), 1);
         assert!(matches!(
-            batch.records[0].outbox_job(),
+            outbox_job(&batch.records[0]),
             Some(Ok(OutboxJob::ResetRequested { .. }))
         ));
         assert_eq!(
             deliver_batch(&deliverer, &batch).await,
-            BatchResponse::default()
+            DynamoDbEventResponse::default()
         );
         assert!(
             mailer.sent().is_empty(),
@@ -266,13 +208,13 @@ mod tests {
         let (deliverer, mailer) = setup().await;
         let mut bad = record("5", "OUTBOX#bad", &reset_job("a@example.org"));
         bad["dynamodb"]["NewImage"]["job"] = json!({"S": "{not json"});
-        let batch: StreamBatch = serde_json::from_value(
+        let batch: Event = serde_json::from_value(
             json!({"Records": [bad, record("6", "OUTBOX#ok", &reset_job("b@example.org"))]}),
         )
         .expect("batch");
         assert_eq!(
             deliver_batch(&deliverer, &batch).await,
-            BatchResponse::default()
+            DynamoDbEventResponse::default()
         );
         assert_eq!(mailer.sent().len(), 1);
     }
