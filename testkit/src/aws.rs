@@ -2,9 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, Credentials, Region, SharedCredentialsProvider, SharedHttpClient,
+};
 use rand::Rng as _;
 
 pub const REGION: &str = "us-east-1";
@@ -37,44 +40,34 @@ impl Sdk {
         }
     }
 
-    /// A DynamoDB client for `endpoint`, configured in code (never from the environment).
+    /// The one configuration every client here is built from: `endpoint`, us-east-1 and
+    /// dummy credentials set in code (never read from the environment), and the caller's
+    /// HTTPS client, timeouts and retries.
+    fn config(&self, endpoint: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(SharedCredentialsProvider::new(credentials()))
+            .endpoint_url(endpoint)
+            .timeout_config(self.timeouts.clone())
+            .retry_config(self.retries.clone())
+            .http_client(self.http_client.clone())
+            .build()
+    }
+
+    /// A DynamoDB client for `endpoint`.
     pub fn dynamodb(&self, endpoint: &str) -> aws_sdk_dynamodb::Client {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(credentials())
-            .endpoint_url(endpoint)
-            .timeout_config(self.timeouts.clone())
-            .retry_config(self.retries.clone())
-            .http_client(self.http_client.clone())
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(config)
+        aws_sdk_dynamodb::Client::new(&self.config(endpoint))
     }
 
+    /// A DynamoDB Streams client for `endpoint`.
     pub fn streams(&self, endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
-        let config = aws_sdk_dynamodbstreams::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(credentials())
-            .endpoint_url(endpoint)
-            .timeout_config(self.timeouts.clone())
-            .retry_config(self.retries.clone())
-            .http_client(self.http_client.clone())
-            .build();
-        aws_sdk_dynamodbstreams::Client::from_conf(config)
+        aws_sdk_dynamodbstreams::Client::new(&self.config(endpoint))
     }
 
+    /// An SES v2 client for `endpoint`.
     pub fn sesv2(&self, endpoint: &str) -> aws_sdk_sesv2::Client {
-        let config = aws_sdk_sesv2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(credentials())
-            .endpoint_url(endpoint)
-            .timeout_config(self.timeouts.clone())
-            .retry_config(self.retries.clone())
-            .http_client(self.http_client.clone())
-            .build();
-        aws_sdk_sesv2::Client::from_conf(config)
+        aws_sdk_sesv2::Client::new(&self.config(endpoint))
     }
 }
 
