@@ -3,7 +3,7 @@
 //! table does, so a password change and its notice land together.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -35,7 +35,8 @@ struct Tables {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     job_ready: Notify,
-    unavailable: AtomicBool,
+    #[cfg(test)]
+    unavailable: std::sync::atomic::AtomicBool,
     /// Jobs queued and not yet finished by the worker (queued, waiting out the pickup
     /// delay, or retrying): zero means the outbox is idle.
     unfinished: AtomicUsize,
@@ -53,11 +54,11 @@ impl MemoryStore {
     }
 
     fn check_available(&self) -> Result<(), StoreError> {
+        #[cfg(test)]
         if self.unavailable.load(Ordering::SeqCst) {
-            Err(StoreError::Transient("memory store switched off".into()))
-        } else {
-            Ok(())
+            return Err(StoreError::Transient("memory store switched off".into()));
         }
+        Ok(())
     }
 
     /// Takes the oldest job, waiting for one.
@@ -213,6 +214,7 @@ pub struct SentMail {
 #[derive(Debug, Default)]
 pub struct RecordingMailer {
     sent: Mutex<Vec<SentMail>>,
+    #[cfg(test)]
     transient_failures: AtomicUsize,
 }
 
@@ -235,11 +237,12 @@ impl RecordingMailer {
 #[async_trait]
 impl Mailer for RecordingMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
-        let failing = self
+        #[cfg(test)]
+        if self
             .transient_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
+            .is_ok()
+        {
             return Err(MailError::Transient("mailer told to fail".into()));
         }
         lock(&self.sent).push(SentMail {
