@@ -259,15 +259,10 @@ mod tests {
     }
 
     fn is_transient(err: &SdkError<GetItemError, HttpResponse>) -> bool {
-        match classify_sdk_error("Test Call", err, CODES) {
-            Failure::Transient(message) | Failure::Permanent(message) => {
-                assert!(message.starts_with("Test Call: "), "{message}");
-            }
-        }
-        matches!(
-            classify_sdk_error("Test Call", err, CODES),
-            Failure::Transient(_)
-        )
+        let failure = classify_sdk_error("Test Call", err, CODES);
+        let (Failure::Transient(message) | Failure::Permanent(message)) = &failure;
+        assert!(message.starts_with("Test Call: "), "{message}");
+        matches!(failure, Failure::Transient(_))
     }
 
     #[test]

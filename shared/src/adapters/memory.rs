@@ -81,8 +81,9 @@ impl MemoryStore {
         lock(&self.tables).outbox.len()
     }
 
-    /// Jobs queued that [`crate::delivery::worker::run_outbox_worker`] has not finished with (delivered, skipped or
-    /// given up on): `/_dev/mail` reports it so tests wait for an idle outbox, not a timer.
+    /// Jobs queued that [`crate::delivery::worker::run_outbox_worker`] has not finished
+    /// with (delivered, skipped or given up on): `/_dev/mail` reports it so tests wait for
+    /// an idle outbox, not a timer.
     pub fn unfinished_jobs(&self) -> usize {
         self.unfinished.load(Ordering::SeqCst)
     }
