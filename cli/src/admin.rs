@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use pwreset_core::adapters::dynamodb::table::create_table;
 use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
-use pwreset_core::hashing::PasswordHasher;
+use pwreset_core::hashing::{HashFormat, PasswordHasher};
 use pwreset_core::ports::{InsertOutcome, UserRepository as _};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -43,6 +43,16 @@ fn password_from_stdin() -> anyhow::Result<SecretString> {
     Ok(SecretString::from(password.to_owned()))
 }
 
+/// `HASH_FORMAT`, as a reset would write it, so the users the CLI adds look like the rest.
+fn hash_format_from_env() -> anyhow::Result<HashFormat> {
+    match std::env::var("HASH_FORMAT") {
+        Ok(raw) if !raw.trim().is_empty() => raw
+            .parse()
+            .map_err(|e| anyhow::anyhow!("configuration error in HASH_FORMAT: {e}")),
+        _ => Ok(HashFormat::default()),
+    }
+}
+
 pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Result<()> {
     let email =
         EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("invalid e-mail address: {e}"))?;
@@ -51,7 +61,12 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
     let user = User {
         uid: UserId::generate(),
         email,
-        password_hash: Some(PasswordHasher::owasp().hash(password).await?),
+        password_hash: Some(
+            PasswordHasher::owasp()
+                .writing(hash_format_from_env()?)
+                .hash(password)
+                .await?,
+        ),
         active: !inactive,
     };
     match store.insert(&user).await? {
@@ -68,6 +83,10 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
 #[derive(Deserialize)]
 struct DumpObject {
     model: String,
+    /// Django's primary key (an integer, or a string such as a UUID for a custom model):
+    /// kept as the user id, so the team's other records still point at the same user.
+    #[serde(default)]
+    pk: serde_json::Value,
     #[serde(default)]
     fields: DumpFields,
 }
@@ -93,13 +112,24 @@ pub struct ImportReport {
     pub invalid_email: usize,
     pub duplicate: usize,
     pub other_models: usize,
+    /// A user object whose primary key is missing or not usable as a user id (1 to 64 of
+    /// A-Z, a-z, 0-9, `-`, `_`).
+    pub unusable_pk: usize,
 }
 
-/// Imports users, keeping their hashes as they are (`pbkdf2_sha256$…`, `argon2$…`, or an
-/// unusable `!…`). pwreset verifies only argon2 PHC strings, the kind it writes, so an
-/// imported user cannot sign in through pwreset (`/_dev/login`) until a reset replaces the
-/// hash with argon2id. Re-running skips existing addresses, so an interrupted import can
-/// simply be run again.
+fn user_id_from_pk(pk: &serde_json::Value) -> Option<UserId> {
+    match pk {
+        serde_json::Value::Number(n) => UserId::parse(&n.to_string()).ok(),
+        serde_json::Value::String(s) => UserId::parse(s).ok(),
+        _ => None,
+    }
+}
+
+/// Imports users with Django's primary key as the user id, keeping their hashes as they are
+/// (`pbkdf2_sha256$…`, `argon2$…`, bcrypt, or an unusable `!…`): pwreset verifies each of
+/// those formats, so an imported user signs in with the old password until a reset
+/// replaces it. Re-running skips existing addresses, so an interrupted import can simply
+/// be run again.
 pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<ImportReport> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -121,12 +151,16 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
             report.invalid_email += 1;
             continue;
         };
+        let Some(uid) = user_id_from_pk(&object.pk) else {
+            report.unusable_pk += 1;
+            continue;
+        };
         if !seen.insert(email.key()) {
             report.duplicate += 1;
             continue;
         }
         let user = User {
-            uid: UserId::generate(),
+            uid,
             email,
             password_hash: object
                 .fields
@@ -148,5 +182,11 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
         report.duplicate,
         report.other_models
     );
+    if report.unusable_pk > 0 {
+        println!(
+            "skipped {} without a primary key usable as a user id (1 to 64 of A-Z, a-z, 0-9, '-', '_')",
+            report.unusable_pk
+        );
+    }
     Ok(report)
 }

@@ -143,7 +143,7 @@ fn memory(config: &Config) -> Wiring {
     let store = Arc::new(MemoryStore::new());
     let mailer = Arc::new(ConsoleMailer::default());
     let clock = Arc::new(SystemClock);
-    let hasher = PasswordHasher::owasp();
+    let hasher = PasswordHasher::owasp().writing(config.hash_format);
     let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
     let lifetime = signer.lifetime_secs();
     let request = RequestReset::new(
@@ -196,7 +196,7 @@ async fn aws(config: &Config) -> anyhow::Result<Wiring> {
     let table = pwreset_core::config::required("TABLE_NAME")?;
     let store = Arc::new(DynamoStore::new(dynamodb_client().await, table));
     let clock = Arc::new(SystemClock);
-    let hasher = PasswordHasher::owasp();
+    let hasher = PasswordHasher::owasp().writing(config.hash_format);
     let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
     Ok(Wiring {
         request: RequestReset::new(store.clone(), store.clone(), clock.clone(), config.limits),

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::hashing::HashFormat;
 use crate::mail::LinkTemplate;
 use crate::policy::{DEFAULT_MIN_LENGTH, MAX_MIN_LENGTH};
 use crate::ports::RateLimit;
@@ -82,6 +83,8 @@ pub struct Config {
     pub limits: Limits,
     pub mail_from: String,
     pub product_name: String,
+    /// `HASH_FORMAT`: how a reset spells the new hash.
+    pub hash_format: HashFormat,
 }
 
 impl fmt::Debug for Config {
@@ -94,6 +97,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("mail_from", &self.mail_from)
             .field("product_name", &self.product_name)
+            .field("hash_format", &self.hash_format)
             .finish()
     }
 }
@@ -214,6 +218,13 @@ impl Config {
             None => DEFAULT_PRODUCT_NAME.to_owned(),
         };
 
+        let hash_format = match get("HASH_FORMAT") {
+            Some(raw) => raw.parse().map_err(|e: crate::hashing::HashFormatSyntax| {
+                error("HASH_FORMAT", e.to_string())
+            })?,
+            None => HashFormat::default(),
+        };
+
         Ok(Self {
             token_lifetime_secs,
             link_template,
@@ -223,6 +234,7 @@ impl Config {
             limits,
             mail_from,
             product_name,
+            hash_format,
         })
     }
 }
@@ -347,6 +359,7 @@ mod tests {
             ("RESET_LINK_TEMPLATE", "https://a.example/{uid}"),
             ("TOKEN_KEYS", "c2hvcnQ="),
             ("MAIL_FROM", "nobody"),
+            ("HASH_FORMAT", "bcrypt"),
         ] {
             let err = load(&dev(), &[(name, value)])
                 .err()

@@ -1,4 +1,5 @@
-//! Argon2id password hashing (OWASP parameters), always off the async executor.
+//! Argon2id password hashing (OWASP parameters), always off the async executor, and
+//! verification of every stored format pwreset reads ([`verify`]).
 //!
 //! Every argon2id call needs 19 MiB of working memory. Allocated afresh per call, glibc served
 //! it from per-thread malloc arenas that kept it (`pwreset serve` grew ~19 MiB per reset), so
@@ -37,11 +38,40 @@ impl From<argon2::password_hash::Error> for HashError {
     }
 }
 
+/// What a reset writes (`HASH_FORMAT`): the same argon2id hash either way, spelled the way
+/// the team's sign-in reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashFormat {
+    /// The PHC string, `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`: what argon2
+    /// libraries in every language verify.
+    #[default]
+    Phc,
+    /// `argon2$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`: what Django's
+    /// `Argon2PasswordHasher` stores and verifies (with argon2-cffi installed).
+    Django,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected phc or django")]
+pub struct HashFormatSyntax;
+
+impl std::str::FromStr for HashFormat {
+    type Err = HashFormatSyntax;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim() {
+            "phc" => Ok(Self::Phc),
+            "django" => Ok(Self::Django),
+            _ => Err(HashFormatSyntax),
+        }
+    }
+}
+
 /// Hashes and verifies passwords on tokio's blocking pool. Clones share one pool of
 /// working memory.
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: Params,
+    format: HashFormat,
     dummy: Arc<OnceLock<String>>,
     pool: Arc<BlockPool>,
 }
@@ -68,8 +98,14 @@ impl PasswordHasher {
         Self {
             pool: Arc::new(BlockPool::new(params.block_count(), concurrency.max(1))),
             params,
+            format: HashFormat::Phc,
             dummy: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The same hasher, writing new hashes in `format` (verification reads every format).
+    pub fn writing(self, format: HashFormat) -> Self {
+        Self { format, ..self }
     }
 
     /// Hashes on the blocking pool: 19 MiB of memory-hard work must never stall the
@@ -78,17 +114,23 @@ impl PasswordHasher {
     pub async fn hash(&self, password: SecretString) -> Result<PasswordHash, HashError> {
         let mut lease = self.pool.lease().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || {
+        let phc = tokio::task::spawn_blocking(move || {
             hash_now(params, &normalised(&password), lease.blocks())
         })
         .await
-        .map_err(|e| HashError::Join(e.to_string()))?
+        .map_err(|e| HashError::Join(e.to_string()))??;
+        Ok(match self.format {
+            HashFormat::Phc => phc,
+            HashFormat::Django => {
+                PasswordHash::new(format!("{DJANGO_ARGON2_PREFIX}{}", phc.as_str()))
+            }
+        })
     }
 
-    /// Verifies a password, as the user typed it, against a stored hash: the password is
-    /// NFKC-normalised first, exactly as a reset normalises it before hashing, so a
-    /// password with compatibility characters (full-width letters, ligatures) signs in as
-    /// typed. With no hash (unknown user, unusable password), checks against a dummy hash
+    /// Verifies a password, as the user typed it, against a stored hash in any format
+    /// [`verify`] reads: the password is NFKC-normalised first, exactly as a reset
+    /// normalises it before hashing, so a password with compatibility characters
+    /// (full-width letters, ligatures) signs in as typed. With no hash (unknown user, unusable password), checks against a dummy hash
     /// so the answer takes as long either way.
     pub async fn verify(
         &self,
@@ -111,7 +153,7 @@ impl PasswordHasher {
                     })
                     .clone(),
             };
-            let matches = verify_now(&normalised(&password), &encoded, &mut lease);
+            let matches = verify_now(&normalised(&password), &encoded, Some(&mut lease));
             Ok(matches && usable.is_some())
         })
         .await
@@ -251,23 +293,119 @@ fn hash_with_salt(
     Ok(PasswordHash::new(phc.to_string()))
 }
 
-/// Argon2 PHC strings verify with the parameters they carry. Nothing else verifies: hashes
-/// imported in another format (Django's `pbkdf2_sha256$…` or `argon2$…`) never match, so
-/// such a user signs in only after a reset has replaced the hash with argon2id.
-fn verify_now(password: &SecretString, encoded: &str, lease: &mut Lease) -> bool {
-    if !encoded.starts_with('$') {
-        return false;
+/// Verifies a password, as the user typed it, against a stored hash in any format pwreset
+/// reads: PHC argon2id or argon2i (`$argon2id$v=19$…`), Django's `argon2$argon2id$…`,
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<hash>` and bcrypt `$2a$` / `$2b$` / `$2y$`.
+/// The password is NFKC-normalised first, exactly as a reset normalises it before hashing
+/// ([`normalised`]). Anything else — an unusable `!…` hash, an unknown or malformed format,
+/// a work factor beyond the bounds below — does not verify.
+///
+/// This is the function a Rust sign-in calls. It blocks for as long as the hash takes
+/// (argon2id at pwreset's parameters: tens of milliseconds; Django's pbkdf2 at a million
+/// iterations: longer), so call it from a blocking thread (`tokio::task::spawn_blocking`),
+/// never on an async executor.
+pub fn verify(password: &SecretString, stored: &PasswordHash) -> bool {
+    stored.is_usable() && verify_now(&normalised(password), stored.as_str(), None)
+}
+
+/// Django's PBKDF2 hashers have used 1,000,000 iterations or fewer (5.2) and 1,200,000 (6.0);
+/// a stored count beyond this is a corrupt item, not a hash worth a minute of CPU.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+/// bcrypt cost 16 is about five seconds per check on a server core; deployed hashes use 10–14.
+const MAX_BCRYPT_COST: u32 = 16;
+
+/// A stored hash, recognised by its prefix.
+enum Stored<'a> {
+    /// A PHC argon2 string; Django's `argon2` prefix already removed. (Boxed: parsed, it
+    /// is ten times the size of the other variants.)
+    Argon2(Box<Phc<'a>>),
+    DjangoPbkdf2Sha256 {
+        iterations: u32,
+        salt: &'a str,
+        hash: &'a str,
+    },
+    Bcrypt(&'a str),
+}
+
+impl<'a> Stored<'a> {
+    fn parse(encoded: &'a str) -> Option<Self> {
+        if let Some(phc) = encoded.strip_prefix(DJANGO_ARGON2_PREFIX) {
+            return Self::argon2(phc);
+        }
+        if encoded.starts_with("$argon2") {
+            return Self::argon2(encoded);
+        }
+        if let Some(rest) = encoded.strip_prefix("pbkdf2_sha256$") {
+            let mut parts = rest.splitn(3, '$');
+            let iterations = parts.next()?.parse().ok()?;
+            let (salt, hash) = (parts.next()?, parts.next()?);
+            return (1..=MAX_PBKDF2_ITERATIONS).contains(&iterations).then_some(
+                Self::DjangoPbkdf2Sha256 {
+                    iterations,
+                    salt,
+                    hash,
+                },
+            );
+        }
+        if ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .any(|p| encoded.starts_with(p))
+        {
+            let cost: u32 = encoded.get(4..6)?.parse().ok()?;
+            return (cost <= MAX_BCRYPT_COST).then_some(Self::Bcrypt(encoded));
+        }
+        None
     }
-    match Phc::new(encoded) {
-        Ok(parsed) => verify_phc(password.expose_secret().as_bytes(), &parsed, lease),
-        Err(_) => false,
+
+    fn argon2(phc: &'a str) -> Option<Self> {
+        let parsed = Phc::new(phc).ok()?;
+        // argon2d is side-channel prone and never a password hash anyone stores.
+        match Algorithm::try_from(parsed.algorithm).ok()? {
+            Algorithm::Argon2id | Algorithm::Argon2i => Some(Self::Argon2(Box::new(parsed))),
+            Algorithm::Argon2d => None,
+        }
     }
 }
 
-/// What `Argon2::verify_password` does, recomputed in pooled memory when the hash's
-/// parameters need as many blocks as the pool's buffers hold. Hashes made with another
-/// memory cost still verify, in memory argon2 allocates for them.
-fn verify_phc(password: &[u8], phc: &Phc<'_>, lease: &mut Lease) -> bool {
+/// What Django's `Argon2PasswordHasher` puts in front of the PHC string it stores.
+const DJANGO_ARGON2_PREFIX: &str = "argon2";
+
+/// `password` is already NFKC. Argon2 runs in the pool's memory when a lease is given.
+fn verify_now(password: &SecretString, encoded: &str, lease: Option<&mut Lease>) -> bool {
+    let password = password.expose_secret().as_bytes();
+    match Stored::parse(encoded) {
+        Some(Stored::Argon2(phc)) => verify_phc(password, &phc, lease),
+        Some(Stored::DjangoPbkdf2Sha256 {
+            iterations,
+            salt,
+            hash,
+        }) => verify_django_pbkdf2(password, iterations, salt, hash),
+        // The crate compares in constant time and truncates at 72 bytes, as every bcrypt does.
+        Some(Stored::Bcrypt(encoded)) => bcrypt::verify(password, encoded).unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Django: `base64(pbkdf2_hmac("sha256", password, salt.encode(), iterations))`, 32 bytes.
+fn verify_django_pbkdf2(password: &[u8], iterations: u32, salt: &str, hash: &str) -> bool {
+    use base64::Engine as _;
+    use subtle::ConstantTimeEq as _;
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(hash) else {
+        return false;
+    };
+    if expected.is_empty() || expected.len() > 64 {
+        return false;
+    }
+    let mut computed = vec![0u8; expected.len()];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), iterations, &mut computed);
+    computed.ct_eq(&expected).into()
+}
+
+/// What `Argon2::verify_password` does, recomputed in pooled memory when there is a lease
+/// and the hash's parameters need as many blocks as the pool's buffers hold. Hashes made
+/// with another memory cost (Django's default is 100 MiB) still verify, in memory argon2
+/// allocates for them.
+fn verify_phc(password: &[u8], phc: &Phc<'_>, lease: Option<&mut Lease>) -> bool {
     let (Some(salt), Some(expected)) = (phc.salt, &phc.hash) else {
         return false;
     };
@@ -278,9 +416,9 @@ fn verify_phc(password: &[u8], phc: &Phc<'_>, lease: &mut Lease) -> bool {
     ) else {
         return false;
     };
-    if params.block_count() != lease.pool.block_count {
+    let Some(lease) = lease.filter(|l| l.pool.block_count == params.block_count()) else {
         return Argon2::default().verify_password(password, phc).is_ok();
-    }
+    };
     let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
     let Ok(raw_salt) = salt.decode_b64(&mut salt_bytes) else {
         return false;
@@ -321,6 +459,129 @@ mod tests {
             !verify("violin kettle mangO").await.expect("verify"),
             "wrong"
         );
+    }
+
+    /// Hashes made by the other side's own code: Django 5.2.19's `make_password`
+    /// (PBKDF2PasswordHasher, Argon2PasswordHasher with argon2-cffi 25.1.0 at Django's
+    /// defaults), argon2-cffi directly, and Python's bcrypt 5.0.0 (`hashpw`, cost 5). The live
+    /// round trip against those libraries is `shared/tests/hash_interop.rs`.
+    const FOREIGN: [(&str, &str); 6] = [
+        (
+            "django pbkdf2_sha256, fixed salt",
+            "pbkdf2_sha256$1000000$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+        ),
+        (
+            "django argon2id at Django's costs",
+            "argon2$argon2id$v=19$m=102400,t=2,p=8$VEpPTWtGRGFlVERLTjY5aXZxNTVONA$JopRZ4T59uXLFcYntwDgqS5HZ1Dz3CTeW9NNm5eMHio",
+        ),
+        (
+            "phc argon2i",
+            "$argon2i$v=19$m=8192,t=2,p=1$f+MlKb8UAMSwMTJnBfDLuw$a/S+X+RoNdMkDN5MPHObgPm0zf/T9adUTH5VCfjf+QE",
+        ),
+        (
+            "bcrypt $2b$",
+            "$2b$05$Sd3x./HFh6UM8G7ZnJjbOeXy8wwL79mSriLtqYVNBuuVaONSIRi1C",
+        ),
+        (
+            "bcrypt $2a$",
+            "$2a$05$AinG.HEALi4QtVmplexu0u0.aOHbPl6J7SI0hx2GQOPq9YJLV5S2u",
+        ),
+        (
+            // The same hash as the $2b$ one under the $2y$ tag PHP writes (the tags name
+            // one algorithm; $2y$ marks hashes from PHP's fixed implementation).
+            "bcrypt $2y$",
+            "$2y$05$Sd3x./HFh6UM8G7ZnJjbOeXy8wwL79mSriLtqYVNBuuVaONSIRi1C",
+        ),
+    ];
+
+    #[tokio::test]
+    async fn hashes_other_libraries_made_verify_for_the_right_password_only() {
+        let hasher = PasswordHasher::owasp();
+        for (what, encoded) in FOREIGN {
+            let stored = PasswordHash::new(encoded);
+            assert!(
+                verify(&SecretString::from("violin kettle mango"), &stored),
+                "{what}: right password"
+            );
+            assert!(
+                !verify(&SecretString::from("violin kettle mangO"), &stored),
+                "{what}: wrong password"
+            );
+            // The pooled path the service uses reads the same formats.
+            verifies_only_the_right_password(&hasher, &stored).await;
+        }
+    }
+
+    #[test]
+    fn a_django_pbkdf2_hash_of_a_non_ascii_password_verifies() {
+        // make_password("lètmein café", None, "pbkdf2_sha256"), Django 5.2.19 (NFC text,
+        // which NFKC leaves as it is).
+        let stored = PasswordHash::new(
+            "pbkdf2_sha256$1000000$4nAxQ2oPK0vyJ8VPaLLAyk$qkqJfHLUAVSIPMNwkuyLdQHO0B4Dh3xpnO/WlsUW+yo=",
+        );
+        assert!(verify(&SecretString::from("lètmein café"), &stored));
+        assert!(!verify(&SecretString::from("letmein cafe"), &stored));
+    }
+
+    #[test]
+    fn malformed_unknown_and_unbounded_hashes_never_verify() {
+        let right = SecretString::from("violin kettle mango");
+        for encoded in [
+            "",
+            "!unusable",
+            "!pbkdf2_sha256$1000000$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+            "violin kettle mango",
+            "md5$seasalt$0123456789abcdef",
+            "pbkdf2_sha1$1000000$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+            "pbkdf2_sha256$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+            "pbkdf2_sha256$0$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+            "pbkdf2_sha256$4000000000$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=",
+            "pbkdf2_sha256$1000000$seasalt$not base64!",
+            "pbkdf2_sha256$1000000$seasalt$",
+            "argon2$argon2d$v=19$m=8192,t=1,p=1$jL+TM4/1MQrXfzt5zkaMGA$M64+TAX3PHxkgPRgf5k++MosBWoeJ5BsxfBOAyjLERs",
+            "$argon2d$v=19$m=8192,t=1,p=1$jL+TM4/1MQrXfzt5zkaMGA$M64+TAX3PHxkgPRgf5k++MosBWoeJ5BsxfBOAyjLERs",
+            "$argon2id$v=19$m=19456,t=2,p=1$nosalt",
+            "argon2$$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$2b$31$Sd3x./HFh6UM8G7ZnJjbOeXy8wwL79mSriLtqYVNBuuVaONSIRi1C",
+            "$2b$05$tooshort",
+            "$2x$05$Sd3x./HFh6UM8G7ZnJjbOeXy8wwL79mSriLtqYVNBuuVaONSIRi1C",
+        ] {
+            assert!(!verify(&right, &PasswordHash::new(encoded)), "{encoded:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_django_format_is_the_same_hash_behind_djangos_prefix() {
+        let hasher = PasswordHasher::owasp().writing(HashFormat::Django);
+        let hash = hasher
+            .hash(SecretString::from("violin kettle mango"))
+            .await
+            .expect("hash");
+        let phc = hash
+            .as_str()
+            .strip_prefix("argon2$argon2id$v=19$m=19456,t=2,p=1$")
+            .expect("Django's argon2 prefix and pwreset's parameters");
+        assert_eq!(phc.split('$').count(), 2, "salt and hash: {phc}");
+        verifies_only_the_right_password(&hasher, &hash).await;
+        assert!(verify(&SecretString::from("violin kettle mango"), &hash));
+        let plain = PasswordHasher::owasp()
+            .hash(SecretString::from("violin kettle mango"))
+            .await
+            .expect("hash");
+        assert!(
+            plain
+                .as_str()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
+    }
+
+    #[test]
+    fn hash_formats_parse_by_name_only() {
+        assert_eq!("phc".parse(), Ok(HashFormat::Phc));
+        assert_eq!(" django ".parse(), Ok(HashFormat::Django));
+        for bad in ["", "PHC", "argon2", "bcrypt", "django2"] {
+            assert_eq!(bad.parse::<HashFormat>(), Err(HashFormatSyntax), "{bad:?}");
+        }
     }
 
     #[tokio::test]
@@ -533,7 +794,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_django_argon2_hash_does_not_verify_until_a_reset_replaces_it() {
+    async fn a_django_argon2_hash_verifies_as_its_phc_string_does() {
         // Django's argon2 format is "argon2" before a PHC string; here a right one.
         let salt = SaltString::generate(&mut OsRng);
         let phc = plain_argon2()
@@ -551,7 +812,9 @@ mod tests {
             verifies(phc.clone()).await.expect("verify"),
             "the PHC string itself"
         );
-        assert!(!verifies(format!("argon2{phc}")).await.expect("verify"));
+        assert!(verifies(format!("argon2{phc}")).await.expect("verify"));
+        // The prefix is Django's exactly, not any text before a PHC string.
+        assert!(!verifies(format!("argon3{phc}")).await.expect("verify"));
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod dev_server;
 pub mod emulators;
 pub mod fault_proxy;
+pub mod interop;
 pub mod mail;
 pub mod net;
 pub mod outbox;

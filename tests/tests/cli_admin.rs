@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::DynamoStore;
-use pwreset_core::domain::{EmailKey, UserId};
+use pwreset_core::domain::{EmailKey, PasswordHash, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{SystemClock, UserRepository as _};
@@ -16,6 +16,7 @@ use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
 use pwreset_testkit::aws::{self, Sdk, unique_name};
 use pwreset_testkit::dev_server::{DevServer, Reply, pwreset_bin};
 use pwreset_testkit::emulators;
+use pwreset_testkit::interop::django_check_password;
 use secrecy::SecretString;
 
 /// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
@@ -48,24 +49,32 @@ fn pwreset(moto: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("pwreset finished")
 }
 
-fn key(email: &str) -> EmailKey {
-    EmailKey::normalise(email).expect("valid")
-}
-
-const DJANGO_HASH: &str =
-    "pbkdf2_sha256$600000$c2FsdHNhbHQ$Vn3p8m5o1y6ZkKp0QzQp6yV0b1u9Qk8nX0c2Zx4QmE0=";
-
-#[tokio::test]
-async fn admin_commands_create_the_table_add_and_import_users() {
-    let moto = emulators::moto();
-    let table = unique_name("cli");
-    aws::warm_up_dynamodb(&sdk().dynamodb(&moto.url)).await;
-    let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
+/// A fresh table on moto made by `pwreset table create`, named after `prefix`.
+async fn created_table(moto: &str, prefix: &str) -> String {
+    let table = unique_name(prefix);
+    aws::warm_up_dynamodb(&sdk().dynamodb(moto)).await;
+    let created = pwreset(moto, &["table", "create", "--table", &table], None);
     assert!(
         created.status.success(),
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+    table
+}
+
+fn key(email: &str) -> EmailKey {
+    EmailKey::normalise(email).expect("valid")
+}
+
+/// Django 5.2.19: `make_password("violin kettle mango", "seasalt", "pbkdf2_sha256")`.
+const DJANGO_HASH: &str =
+    "pbkdf2_sha256$1000000$seasalt$XpsV61vJcCAUCZ86ck8J2nexJq43H9YLqcib5awro/4=";
+const DJANGO_PASSWORD: &str = "violin kettle mango";
+
+#[tokio::test]
+async fn admin_commands_create_the_table_add_and_import_users() {
+    let moto = emulators::moto();
+    let table = created_table(&moto.url, "cli").await;
     // Idempotent.
     assert!(
         pwreset(&moto.url, &["table", "create", "--table", &table], None)
@@ -121,6 +130,7 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         {"model": "auth.user", "pk": 4, "fields": {"username": "nomail", "email": "", "password": DJANGO_HASH}},
         {"model": "auth.user", "pk": 5, "fields": {"username": "dave2", "email": "DAVE@example.org", "password": DJANGO_HASH}},
         {"model": "auth.user", "pk": 6, "fields": {"username": "bad", "email": "not an address", "password": DJANGO_HASH}},
+        {"model": "auth.user", "pk": "not/an id", "fields": {"username": "gina", "email": "gina@example.org", "password": DJANGO_HASH}},
         {"model": "auth.group", "pk": 1, "fields": {"name": "staff"}}
     ]);
     let path = std::env::temp_dir().join(format!("{table}-dumpdata.json"));
@@ -157,6 +167,25 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         dave.password_hash.as_ref().map(|h| h.as_str()),
         Some(DJANGO_HASH),
         "kept as it is"
+    );
+    assert_eq!(
+        dave.uid.as_str(),
+        "1",
+        "Django's primary key is the user id"
+    );
+    assert!(
+        summary.contains("skipped 1 without a primary key usable as a user id"),
+        "{summary}"
+    );
+    let hasher = PasswordHasher::owasp();
+    let verifies = |password: &'static str, hash: Option<PasswordHash>| {
+        hasher.verify(SecretString::from(password), hash)
+    };
+    assert!(
+        verifies(DJANGO_PASSWORD, dave.password_hash.clone())
+            .await
+            .expect("verify"),
+        "an imported user signs in with the old password until a reset"
     );
     let frank = store
         .find_by_email_key(&key("frank@example.org"))
@@ -211,6 +240,12 @@ async fn admin_commands_create_the_table_add_and_import_users() {
             .as_ref()
             .is_some_and(|h| h.as_str().starts_with("$argon2id$"))
     );
+    assert!(
+        !verifies(DJANGO_PASSWORD, dave.password_hash.clone())
+            .await
+            .expect("verify"),
+        "after the reset the old password no longer signs in"
+    );
 }
 
 #[test]
@@ -227,14 +262,7 @@ fn admin_commands_say_how_to_name_the_table() {
 #[tokio::test]
 async fn serve_backend_aws_serves_dev_routes_only_with_dev_routes() {
     let moto = emulators::moto();
-    let table = unique_name("devroutes");
-    aws::warm_up_dynamodb(&sdk().dynamodb(&moto.url)).await;
-    let created = pwreset(&moto.url, &["table", "create", "--table", &table], None);
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    let table = created_table(&moto.url, "devroutes").await;
     let env = [
         ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
         ("AWS_REGION", "us-east-1"),
@@ -262,4 +290,78 @@ async fn serve_backend_aws_serves_dev_routes_only_with_dev_routes() {
     let with = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
     assert_eq!(with.post_json("/_dev/users", &user).await.status, 201);
     assert!(with.login("dev@example.org", "a dev password").await);
+}
+
+/// `HASH_FORMAT=django` end to end: the hash a reset writes into DynamoDB passes Django's
+/// own `check_password`, and the dev login reads it back.
+#[tokio::test]
+async fn a_reset_with_hash_format_django_writes_what_django_verifies() {
+    let moto = emulators::moto();
+    let table = created_table(&moto.url, "djangofmt").await;
+    let encoded_keys = "dGhpcyBpcyBhIHRlc3Qga2V5IG9mIDMyIGJ5dGVzISE=";
+    let keys = TokenKeys::parse(encoded_keys).expect("key");
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("TABLE_NAME", table.as_str()),
+        ("TOKEN_KEYS", encoded_keys),
+        ("HASH_FORMAT", "django"),
+    ];
+    let server = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
+    let uid = server
+        .create_user("django@example.org", "the old password 1", true)
+        .await;
+    let store = DynamoStore::new(sdk().dynamodb(&moto.url), table);
+    let read = |uid: String| {
+        let store = &store;
+        async move {
+            store
+                .find_by_uid(&UserId::parse(&uid).expect("uid"))
+                .await
+                .expect("read")
+                .expect("user")
+        }
+    };
+    let before = read(uid.clone()).await;
+    let token = TokenSigner::new(keys, 3600).sign(
+        TokenSubject {
+            uid: &before.uid,
+            email: &before.email,
+            password_hash: before.password_hash.as_ref().expect("hash"),
+        },
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    );
+    let new_password = "\u{FB01}ddle violin kettle quartz";
+    assert_eq!(
+        server
+            .confirm(&uid, token.as_str(), new_password)
+            .await
+            .status,
+        200
+    );
+    let after = read(uid).await;
+    let stored = after.password_hash.expect("hash");
+    assert!(
+        stored
+            .as_str()
+            .starts_with("argon2$argon2id$v=19$m=19456,t=2,p=1$"),
+        "Django's argon2 encoding"
+    );
+    // The NFKC form, as the integration guide tells a sign-in to normalise.
+    assert!(django_check_password(
+        "fiddle violin kettle quartz",
+        stored.as_str()
+    ));
+    assert!(!django_check_password(
+        "the old password 1",
+        stored.as_str()
+    ));
+    assert!(server.login("django@example.org", new_password).await);
+    assert!(
+        !server
+            .login("django@example.org", "the old password 1")
+            .await
+    );
 }

@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         Arc::new(SystemClock),
         TokenSigner::new(config.token_keys, config.token_lifetime_secs),
         PasswordPolicy::new(config.min_password_length),
-        PasswordHasher::owasp(),
+        PasswordHasher::owasp().writing(config.hash_format),
     );
     lambda_http::run(http::for_lambda(http::confirm_routes(Arc::new(service)))).await
 }

@@ -121,7 +121,7 @@ impl UserRepository for DynamoStore {
         ];
         match transact(&self.client, "TransactWriteItems(insert)", items).await? {
             None => Ok(InsertOutcome::Inserted),
-            // Either the address or (astronomically unlikely) the uid exists already.
+            // Either the address or the uid (e.g. an imported primary key) exists already.
             Some(_) => Ok(InsertOutcome::EmailTaken),
         }
     }
