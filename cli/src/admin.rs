@@ -68,6 +68,7 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
                 .await?,
         ),
         active: !inactive,
+        credential_version: 0,
     };
     match store.insert(&user).await? {
         InsertOutcome::Inserted => {
@@ -168,6 +169,7 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
                 .filter(|p| !p.is_empty())
                 .map(PasswordHash::new),
             active: object.fields.is_active,
+            credential_version: 0,
         };
         match store.insert(&user).await? {
             InsertOutcome::Inserted => report.imported += 1,

@@ -259,6 +259,7 @@ async fn create_user(
         email,
         password_hash: Some(hash),
         active: body.active.unwrap_or(true),
+        credential_version: 0,
     };
     match app.users.insert(&user).await? {
         InsertOutcome::Inserted => Ok(json_response(

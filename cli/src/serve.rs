@@ -230,6 +230,7 @@ async fn seed_demo_user(dev: &DevState) -> anyhow::Result<()> {
         email: EmailAddress::parse(DEMO_EMAIL)?,
         password_hash: Some(dev.hasher.hash(password).await?),
         active: true,
+        credential_version: 0,
     };
     match dev.users.insert(&user).await? {
         InsertOutcome::Inserted | InsertOutcome::EmailTaken => Ok(()),

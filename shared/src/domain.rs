@@ -321,6 +321,9 @@ pub struct User {
     pub email: EmailAddress,
     pub password_hash: Option<PasswordHash>,
     pub active: bool,
+    /// Incremented by one in the same conditional write as every new hash, so the rest of
+    /// the system can end each session issued before it. A user item without it is at 0.
+    pub credential_version: u64,
 }
 
 impl User {
@@ -449,6 +452,7 @@ mod tests {
             email,
             password_hash: Some(PasswordHash::new("$argon2id$x")),
             active: true,
+            credential_version: 0,
         };
         assert!(user.resettable_hash().is_some());
         user.active = false;

@@ -37,8 +37,14 @@ pub enum OutboxJob {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         suppressed: bool,
     },
-    /// A reset landed: tell the owner.
-    PasswordChanged { uid: UserId, changed_at: i64 },
+    /// A reset landed: tell the owner. `credential_version` is the one the change wrote
+    /// (0 on items queued before versions were kept).
+    PasswordChanged {
+        uid: UserId,
+        changed_at: i64,
+        #[serde(default)]
+        credential_version: u64,
+    },
 }
 
 /// A password replacement that lands only if the account is still active with the hash and
@@ -51,6 +57,8 @@ pub struct PasswordChange {
     /// The stored address the token was checked against: a change of address in between
     /// (or the account going inactive) makes the change stale, as a new hash does.
     pub expected_email: EmailAddress,
+    /// The credential version verify saw; the change writes it plus one.
+    pub expected_version: u64,
     pub new: PasswordHash,
     pub notice: OutboxJob,
 }

@@ -395,10 +395,12 @@ impl ConfirmReset {
             uid: user.uid.clone(),
             expected,
             expected_email: user.email.clone(),
+            expected_version: user.credential_version,
             new,
             notice: OutboxJob::PasswordChanged {
                 uid: user.uid.clone(),
                 changed_at: self.clock.unix_now(),
+                credential_version: user.credential_version.saturating_add(1),
             },
         };
         match self.users.commit_password_change(&change).await? {

@@ -40,6 +40,7 @@ fn user(email: &str, hash: Option<&str>, active: bool) -> User {
         email: EmailAddress::parse(email).expect("valid address"),
         password_hash: hash.map(PasswordHash::new),
         active,
+        credential_version: 0,
     }
 }
 
@@ -182,10 +183,12 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
             uid: mike.uid.clone(),
             expected: old.clone(),
             expected_email: mike.email.clone(),
+            expected_version: 0,
             new: PasswordHash::new(format!("$argon2id$v=19$new-{i}")),
             notice: OutboxJob::PasswordChanged {
                 uid: mike.uid.clone(),
                 changed_at: i64::try_from(i).expect("small"),
+                credential_version: 1,
             },
         };
         tasks.push(tokio::spawn(async move {
@@ -218,10 +221,15 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
         Some(PasswordHash::new(format!("$argon2id$v=19$new-{winner}")))
     );
     assert_eq!(
+        stored.credential_version, 1,
+        "the credential version goes up exactly once"
+    );
+    assert_eq!(
         outbox_jobs(&store).await,
         vec![OutboxJob::PasswordChanged {
             uid: mike.uid.clone(),
             changed_at: i64::try_from(winner).expect("small"),
+            credential_version: 1,
         }],
         "exactly the winner's notice is in the outbox"
     );
@@ -231,10 +239,12 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
         uid: mike.uid.clone(),
         expected: old,
         expected_email: mike.email.clone(),
+        expected_version: 0,
         new: PasswordHash::new("$argon2id$v=19$late"),
         notice: OutboxJob::PasswordChanged {
             uid: mike.uid.clone(),
             changed_at: 99,
+            credential_version: 1,
         },
     };
     assert_eq!(
@@ -260,7 +270,7 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
 }
 
 /// The conditional write re-checks all that verify saw: the hash, the stored address the
-/// token was bound to, and an active account.
+/// token was bound to, an active account and the credential version.
 async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
     store: &dyn UserRepository,
 ) {
@@ -269,10 +279,12 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
         uid: who.uid.clone(),
         expected: old.clone(),
         expected_email: EmailAddress::parse(verified_email).expect("valid"),
+        expected_version: 0,
         new: PasswordHash::new("$argon2id$v=19$new"),
         notice: OutboxJob::PasswordChanged {
             uid: who.uid.clone(),
             changed_at: 1,
+            credential_version: 1,
         },
     };
     let asleep = user("asleep@example.org", Some(old.as_str()), false);
@@ -295,7 +307,22 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
         ChangeOutcome::Stale,
         "a token checked against another address is stale"
     );
-    for unchanged in [&asleep, &moved] {
+    // Another writer (say the app's "sign out everywhere") bumped the version in between.
+    let mut bumped = user("bumped@example.org", Some(old.as_str()), true);
+    bumped.credential_version = 7;
+    store.insert(&bumped).await.expect("insert");
+    assert_eq!(
+        store
+            .commit_password_change(&PasswordChange {
+                expected_version: 6,
+                ..change(&bumped, "bumped@example.org")
+            })
+            .await
+            .expect("commit"),
+        ChangeOutcome::Stale,
+        "a change checked against an older credential version is stale"
+    );
+    for unchanged in [&asleep, &moved, &bumped] {
         let stored = store.find_by_uid(&unchanged.uid).await.expect("read");
         assert_eq!(stored.as_ref(), Some(unchanged), "nothing was written");
     }
@@ -306,6 +333,24 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
             .expect("commit"),
         ChangeOutcome::Applied
     );
+    assert_eq!(
+        store
+            .commit_password_change(&PasswordChange {
+                expected_version: 7,
+                ..change(&bumped, "bumped@example.org")
+            })
+            .await
+            .expect("commit"),
+        ChangeOutcome::Applied
+    );
+    for (who, version) in [(&moved, 1), (&bumped, 8)] {
+        let stored = store
+            .find_by_uid(&who.uid)
+            .await
+            .expect("read")
+            .expect("user");
+        assert_eq!(stored.credential_version, version, "{}", who.email.as_str());
+    }
 }
 
 #[tokio::test]
@@ -329,10 +374,12 @@ async fn a_change_against_a_user_without_password_is_stale() {
         uid: bare.uid.clone(),
         expected: PasswordHash::new(""),
         expected_email: bare.email.clone(),
+        expected_version: 0,
         new: PasswordHash::new("$argon2id$new"),
         notice: OutboxJob::PasswordChanged {
             uid: bare.uid.clone(),
             changed_at: 1,
+            credential_version: 1,
         },
     };
     assert_eq!(
@@ -534,8 +581,13 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
             uid: uid.clone(),
             expected: PasswordHash::new("$argon2id$old"),
             expected_email: EmailAddress::parse("x@example.org").expect("valid"),
+            expected_version: 0,
             new: PasswordHash::new("$argon2id$new"),
-            notice: OutboxJob::PasswordChanged { uid, changed_at: 1 },
+            notice: OutboxJob::PasswordChanged {
+                uid,
+                changed_at: 1,
+                credential_version: 1,
+            },
         })
         .await;
     assert!(
@@ -632,4 +684,52 @@ async fn a_hung_endpoint_times_out_as_unavailable() {
     let elapsed = started.elapsed();
     // The operation timeout (5 s) bounds the call, retries included.
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+}
+
+/// A user item written before credential versions were kept has no such attribute: it
+/// reads as version 0, and the first change lands and writes 1.
+#[tokio::test]
+async fn an_item_without_a_credential_version_starts_at_zero() {
+    let store = fresh_store().await;
+    let old = PasswordHash::new("$argon2id$v=19$old");
+    let legacy = user("legacy@example.org", Some(old.as_str()), true);
+    let mut item = dynamodb::item::user_item(&legacy);
+    assert!(item.remove("credential_version").is_some());
+    store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put");
+    let read = store.find_by_uid(&legacy.uid).await.expect("read");
+    assert_eq!(read.as_ref(), Some(&legacy), "absent reads as 0");
+    let change = PasswordChange {
+        uid: legacy.uid.clone(),
+        expected: old,
+        expected_email: legacy.email.clone(),
+        expected_version: 0,
+        new: PasswordHash::new("$argon2id$v=19$new"),
+        notice: OutboxJob::PasswordChanged {
+            uid: legacy.uid.clone(),
+            changed_at: 1,
+            credential_version: 1,
+        },
+    };
+    assert_eq!(
+        store.commit_password_change(&change).await.expect("commit"),
+        ChangeOutcome::Applied
+    );
+    let stored = store
+        .find_by_uid(&legacy.uid)
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.credential_version, 1);
+    // The same change again is stale: the hash and the version have moved on.
+    assert_eq!(
+        store.commit_password_change(&change).await.expect("commit"),
+        ChangeOutcome::Stale
+    );
 }

@@ -125,6 +125,7 @@ impl Rig {
                     .expect("hash"),
             ),
             active: true,
+            credential_version: 0,
         };
         self.direct.insert(&user).await.expect("user inserted");
         user

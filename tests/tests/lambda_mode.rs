@@ -161,6 +161,7 @@ impl Stack {
                     .expect("hash"),
             ),
             active: true,
+            credential_version: 0,
         };
         // Setup against an emulator that may be overloaded (the race rounds): retry a
         // timed-out insert with the same user. Addresses here are unique, so "taken" means

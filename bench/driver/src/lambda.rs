@@ -274,6 +274,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("hash: {e}"))?,
         ),
         active: true,
+        credential_version: 0,
     };
     store
         .insert(&user)

@@ -142,10 +142,12 @@ impl crate::ports::UserRepository for MemoryStore {
         if user.password_hash.as_ref() != Some(&change.expected)
             || user.email != change.expected_email
             || !user.active
+            || user.credential_version != change.expected_version
         {
             return Ok(ChangeOutcome::Stale);
         }
         user.password_hash = Some(change.new.clone());
+        user.credential_version = change.expected_version.saturating_add(1);
         self.push_job(&mut tables, change.notice.clone());
         drop(tables);
         self.job_ready.notify_one();

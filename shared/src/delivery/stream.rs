@@ -107,6 +107,7 @@ mod tests {
                     email: EmailAddress::parse(email).expect("valid"),
                     password_hash: Some(hash.clone()),
                     active: true,
+                    credential_version: 0,
                 })
                 .await
                 .expect("insert");

@@ -154,6 +154,7 @@ impl Fixture {
             email: EmailAddress::parse("a@example.org").expect("valid"),
             password_hash: Some(hash),
             active: true,
+            credential_version: 0,
         };
         self.store.insert(&user).await.expect("insert");
         let token = self.signer.sign(

@@ -85,6 +85,7 @@ impl World {
             email: EmailAddress::parse(email).expect("valid"),
             password_hash: hash,
             active,
+            credential_version: 0,
         };
         assert_eq!(
             self.store.insert(&user).await.expect("insert"),
@@ -372,8 +373,21 @@ async fn of_twenty_concurrent_confirms_with_one_token_exactly_one_succeeds() {
         }
     }
     assert_eq!(wins, 1);
-    // And exactly one notice.
+    // And exactly one notice, carrying the version the one change wrote.
     assert_eq!(w.store.pending_jobs(), 1);
+    match w.store.try_next_job() {
+        Some(OutboxJob::PasswordChanged {
+            credential_version, ..
+        }) => assert_eq!(credential_version, 1),
+        other => panic!("expected the notice, got {other:?}"),
+    }
+    let stored = w
+        .store
+        .find_by_uid(&UserId::parse(&uid).expect("uid"))
+        .await
+        .expect("read")
+        .expect("user");
+    assert_eq!(stored.credential_version, 1, "+1 exactly once");
 }
 
 #[tokio::test]

@@ -47,6 +47,7 @@ const EMAIL: &str = "email";
 const EMAIL_KEY: &str = "email_key";
 const PASSWORD_HASH: &str = "password_hash";
 const ACTIVE: &str = "active";
+const CREDENTIAL_VERSION: &str = "credential_version";
 
 /// Outbox items outlive every retry of the worker, then expire.
 const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -54,12 +55,26 @@ const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
 /// Writes only a new item: every `pk` names one item, so a put never overwrites.
 pub const PUT_IF_ABSENT: &str = "attribute_not_exists(pk)";
 /// A password change: the new hash replaces the one the token was checked against, on
-/// [`PASSWORD_REPLACE_CONDITION`] (values: [`password_change_values`]).
-pub const PASSWORD_REPLACE: &str = "SET password_hash = :new";
-/// What verify saw, all of it: the hash, the address the token was bound to and an active
-/// account. Anything else changed in between makes the token stale.
-pub const PASSWORD_REPLACE_CONDITION: &str = "attribute_exists(pk) AND password_hash = :expected \
-     AND email = :email AND active = :active";
+/// [`password_replace_condition`] (values: [`password_change_values`]).
+pub const PASSWORD_REPLACE: &str = "SET password_hash = :new, credential_version = :next_version";
+/// What verify saw, all of it: the hash, the address the token was bound to, an active
+/// account and the credential version. Anything else changed in between makes the token
+/// stale, so the version goes up by exactly one per landed change.
+const PASSWORD_REPLACE_CONDITION: &str = "attribute_exists(pk) AND password_hash = :expected \
+     AND email = :email AND active = :active AND credential_version = :version";
+/// The same for a version read as 0, which an item without the attribute also reads as.
+const PASSWORD_REPLACE_CONDITION_FIRST: &str = "attribute_exists(pk) AND password_hash = :expected \
+     AND email = :email AND active = :active \
+     AND (credential_version = :version OR attribute_not_exists(credential_version))";
+
+/// The condition of a change that verify saw at `expected_version`.
+pub fn password_replace_condition(expected_version: u64) -> &'static str {
+    if expected_version == 0 {
+        PASSWORD_REPLACE_CONDITION_FIRST
+    } else {
+        PASSWORD_REPLACE_CONDITION
+    }
+}
 /// One hit on a rate counter; the first hit of a window sets its expiry (`:exp`).
 pub const COUNTER_HIT: &str = "ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)";
 
@@ -71,6 +86,10 @@ pub fn string_value(value: impl Into<String>) -> AttributeValue {
 /// A number attribute value.
 pub fn number_value(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+fn version_value(version: u64) -> AttributeValue {
+    AttributeValue::N(version.to_string())
 }
 
 fn key(pk: String, sk: &str) -> Item {
@@ -116,6 +135,10 @@ pub fn user_item(user: &User) -> Item {
         item.insert(PASSWORD_HASH.to_owned(), string_value(hash.as_str()));
     }
     item.insert(ACTIVE.to_owned(), AttributeValue::Bool(user.active));
+    item.insert(
+        CREDENTIAL_VERSION.to_owned(),
+        version_value(user.credential_version),
+    );
     item
 }
 
@@ -141,7 +164,7 @@ pub fn outbox_item(job: &OutboxJob) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-/// The values [`PASSWORD_REPLACE`] and [`PASSWORD_REPLACE_CONDITION`] refer to.
+/// The values [`PASSWORD_REPLACE`] and [`password_replace_condition`] refer to.
 pub fn password_change_values(change: &PasswordChange) -> Item {
     HashMap::from([
         (":new".to_owned(), string_value(change.new.as_str())),
@@ -154,6 +177,14 @@ pub fn password_change_values(change: &PasswordChange) -> Item {
             string_value(change.expected_email.as_str()),
         ),
         (":active".to_owned(), AttributeValue::Bool(true)),
+        (
+            ":version".to_owned(),
+            version_value(change.expected_version),
+        ),
+        (
+            ":next_version".to_owned(),
+            version_value(change.expected_version.saturating_add(1)),
+        ),
     ])
 }
 
@@ -225,11 +256,23 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
         }
         None => return Err(StoreError::Permanent("attribute active is missing".into())),
     };
+    let credential_version = match item.get(CREDENTIAL_VERSION) {
+        None => 0,
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| {
+            StoreError::Permanent("attribute credential_version is not a whole number".into())
+        })?,
+        Some(_) => {
+            return Err(StoreError::Permanent(
+                "attribute credential_version is not a number".into(),
+            ));
+        }
+    };
     Ok(User {
         uid,
         email,
         password_hash,
         active,
+        credential_version,
     })
 }
 
@@ -256,6 +299,7 @@ mod tests {
             email: EmailAddress::parse("Mike@Example.org").expect("valid"),
             password_hash: Some(PasswordHash::new("$argon2id$v=19$x")),
             active: true,
+            credential_version: 0,
         };
         let item = user_item(&user);
         assert_eq!(user_from_item(&item).expect("parses"), user);
@@ -284,6 +328,7 @@ mod tests {
         let job = OutboxJob::PasswordChanged {
             uid: UserId::generate(),
             changed_at: 5,
+            credential_version: 1,
         };
         let item = outbox_item(&job).expect("item");
         assert_eq!(outbox_job_from_item(&item).expect("job"), job);
@@ -324,6 +369,7 @@ mod tests {
             email: EmailAddress::parse("a@example.org").expect("valid"),
             password_hash: None,
             active: true,
+            credential_version: 0,
         };
         assert!(!is_outbox_item(&user_item(&user)));
         assert!(!is_outbox_item(&email_lookup_item(&user)));
@@ -336,6 +382,7 @@ mod tests {
         let mut item = outbox_item(&OutboxJob::PasswordChanged {
             uid: UserId::generate(),
             changed_at: 5,
+            credential_version: 1,
         })
         .expect("item");
         item.insert(
@@ -359,10 +406,14 @@ mod tests {
     fn the_expressions_use_the_attribute_names_defined_here() {
         for (expression, attributes) in [
             (PUT_IF_ABSENT, &[PK][..]),
-            (PASSWORD_REPLACE, &[PASSWORD_HASH][..]),
+            (PASSWORD_REPLACE, &[PASSWORD_HASH, CREDENTIAL_VERSION][..]),
             (
                 PASSWORD_REPLACE_CONDITION,
-                &[PK, PASSWORD_HASH, EMAIL, ACTIVE][..],
+                &[PK, PASSWORD_HASH, EMAIL, ACTIVE, CREDENTIAL_VERSION][..],
+            ),
+            (
+                PASSWORD_REPLACE_CONDITION_FIRST,
+                &[PK, PASSWORD_HASH, EMAIL, ACTIVE, CREDENTIAL_VERSION][..],
             ),
             (COUNTER_HIT, &[HITS_ATTRIBUTE, TTL_ATTRIBUTE][..]),
         ] {

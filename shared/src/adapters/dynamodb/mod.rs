@@ -134,7 +134,7 @@ impl UserRepository for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(item::user_key(&change.uid)))
             .update_expression(item::PASSWORD_REPLACE)
-            .condition_expression(item::PASSWORD_REPLACE_CONDITION)
+            .condition_expression(item::password_replace_condition(change.expected_version))
             .set_expression_attribute_values(Some(item::password_change_values(change)))
             .build()
             .map_err(|e| build_error("password update", e))?;
