@@ -198,15 +198,20 @@ async fn aws(config: &Config) -> anyhow::Result<Wiring> {
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
     let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
+    let mut confirm = ConfirmReset::new(
+        store.clone(),
+        clock.clone(),
+        signer,
+        PasswordPolicy::new(config.min_password_length),
+        hasher.clone(),
+    );
+    // The table's stream consumer (send-reset-email) publishes them, as deployed.
+    if config.event_bus.is_some() {
+        confirm = confirm.queueing_events();
+    }
     Ok(Wiring {
-        request: RequestReset::new(store.clone(), store.clone(), clock.clone(), config.limits),
-        confirm: ConfirmReset::new(
-            store.clone(),
-            clock,
-            signer,
-            PasswordPolicy::new(config.min_password_length),
-            hasher.clone(),
-        ),
+        request: RequestReset::new(store.clone(), store.clone(), clock, config.limits),
+        confirm,
         dev: DevState {
             users: store,
             hasher,

@@ -85,6 +85,9 @@ pub struct Config {
     pub product_name: String,
     /// `HASH_FORMAT`: how a reset spells the new hash.
     pub hash_format: HashFormat,
+    /// `EVENT_BUS_NAME`: where `PasswordChanged` events go (a name or an ARN); none are sent
+    /// when unset.
+    pub event_bus: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +101,7 @@ impl fmt::Debug for Config {
             .field("mail_from", &self.mail_from)
             .field("product_name", &self.product_name)
             .field("hash_format", &self.hash_format)
+            .field("event_bus", &self.event_bus)
             .finish()
     }
 }
@@ -225,6 +229,24 @@ impl Config {
             None => HashFormat::default(),
         };
 
+        let event_bus = match get("EVENT_BUS_NAME") {
+            Some(raw) => {
+                let bus = raw.trim();
+                let valid = bus.len() <= 1600
+                    && bus
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
+                if !valid {
+                    return Err(error(
+                        "EVENT_BUS_NAME",
+                        "expected an event bus name or ARN (letters, digits, . _ - / :)",
+                    ));
+                }
+                Some(bus.to_owned())
+            }
+            None => None,
+        };
+
         Ok(Self {
             token_lifetime_secs,
             link_template,
@@ -235,6 +257,7 @@ impl Config {
             mail_from,
             product_name,
             hash_format,
+            event_bus,
         })
     }
 }
@@ -360,6 +383,7 @@ mod tests {
             ("TOKEN_KEYS", "c2hvcnQ="),
             ("MAIL_FROM", "nobody"),
             ("HASH_FORMAT", "bcrypt"),
+            ("EVENT_BUS_NAME", "my bus"),
         ] {
             let err = load(&dev(), &[(name, value)])
                 .err()

@@ -45,6 +45,56 @@ pub enum OutboxJob {
         #[serde(default)]
         credential_version: u64,
     },
+    /// A reset landed: tell the rest of the system ([`EventPublisher`]). A job of its own,
+    /// beside the notice, so a failed put is retried without mailing the owner twice.
+    PasswordChangedEvent(PasswordChangedEvent),
+}
+
+/// A `PasswordChanged` event: who, when (Unix seconds) and the credential version the
+/// change wrote, so a consumer can end every session issued before it. No address, no hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChangedEvent {
+    pub uid: UserId,
+    pub changed_at: i64,
+    pub credential_version: u64,
+}
+
+impl PasswordChangedEvent {
+    pub const SOURCE: &'static str = "pwreset";
+    pub const DETAIL_TYPE: &'static str = "PasswordChanged";
+
+    /// The event's `detail`: `{"uid", "changed_at" (RFC 3339, UTC), "credential_version"}`.
+    pub fn detail_json(&self) -> String {
+        let changed_at = OffsetDateTime::from_unix_timestamp(self.changed_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        serde_json::json!({
+            "uid": self.uid.as_str(),
+            "changed_at": changed_at,
+            "credential_version": self.credential_version,
+        })
+        .to_string()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Worth retrying: throttled, timed out, the event service is down.
+    #[error("event service unavailable: {0}")]
+    Transient(String),
+    /// Retrying will not help: the bus is missing or the put was refused for what it is.
+    #[error("event refused: {0}")]
+    Permanent(String),
+}
+
+/// Where `PasswordChanged` events go (EventBridge in AWS).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, event: &PasswordChangedEvent) -> Result<(), PublishError>;
 }
 
 /// A password replacement that lands only if the account is still active with the hash and
@@ -61,6 +111,8 @@ pub struct PasswordChange {
     pub expected_version: u64,
     pub new: PasswordHash,
     pub notice: OutboxJob,
+    /// The event job, written in the same transaction when events are sent.
+    pub event: Option<OutboxJob>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +325,30 @@ mod tests {
         assert_eq!(limit.window_at(120), (2, 60));
         assert_eq!(limit.window_at(179), (2, 1));
         assert_eq!(limit.window_at(180), (3, 60));
+    }
+
+    #[test]
+    fn the_event_detail_names_the_user_the_time_and_the_version_only() {
+        let event = PasswordChangedEvent {
+            uid: UserId::parse("u-1").expect("uid"),
+            changed_at: 1_800_000_000,
+            credential_version: 4,
+        };
+        let detail: serde_json::Value = serde_json::from_str(&event.detail_json()).expect("json");
+        assert_eq!(
+            detail,
+            serde_json::json!({"uid": "u-1", "changed_at": "2027-01-15T08:00:00Z", "credential_version": 4})
+        );
+        let job = OutboxJob::PasswordChangedEvent(event);
+        let json = serde_json::to_string(&job).expect("json");
+        assert_eq!(
+            json,
+            r#"{"kind":"password_changed_event","uid":"u-1","changed_at":1800000000,"credential_version":4}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<OutboxJob>(&json).expect("parse"),
+            job
+        );
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
 use crate::policy::PasswordPolicy;
 use crate::ports::{
-    ChangeOutcome, Clock, MailError, Mailer, Outbox, OutboxJob, PasswordChange, RateDecision,
-    RateLimit, RateLimiter, StoreError, UserRepository,
+    ChangeOutcome, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob, PasswordChange,
+    PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter, StoreError,
+    UserRepository,
 };
 use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
 
@@ -152,6 +153,8 @@ impl RequestReset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
+    /// A `PasswordChanged` event went to the event bus.
+    Published,
     /// No such account, inactive, or no usable password: nobody is mailed.
     Skipped,
 }
@@ -175,6 +178,15 @@ impl From<StoreError> for DeliveryError {
     }
 }
 
+impl From<PublishError> for DeliveryError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::Transient(msg) => Self::Transient(msg),
+            PublishError::Permanent(msg) => Self::Permanent(msg),
+        }
+    }
+}
+
 impl From<MailError> for DeliveryError {
     fn from(err: MailError) -> Self {
         match err {
@@ -191,6 +203,7 @@ pub struct SendResetEmail {
     clock: Arc<dyn Clock>,
     signer: TokenSigner,
     composer: MailComposer,
+    events: Option<Arc<dyn EventPublisher>>,
 }
 
 impl std::fmt::Debug for SendResetEmail {
@@ -213,6 +226,15 @@ impl SendResetEmail {
             clock,
             signer,
             composer,
+            events: None,
+        }
+    }
+
+    /// Publishes the `PasswordChanged` event jobs a confirm queued (`EVENT_BUS_NAME`).
+    pub fn with_events(self, events: Arc<dyn EventPublisher>) -> Self {
+        Self {
+            events: Some(events),
+            ..self
         }
     }
 
@@ -253,6 +275,19 @@ impl SendResetEmail {
                 self.mailer.send(&mail).await?;
                 tracing::info!(event = "mail_sent", kind = "password_changed");
                 Ok(Delivery::Sent)
+            }
+            OutboxJob::PasswordChangedEvent(event) => {
+                let Some(events) = &self.events else {
+                    // The confirm was told to queue events and this sender has no bus: a
+                    // deployment fault worth a failure the redrive can replay once fixed.
+                    return Err(DeliveryError::Permanent(
+                        "a PasswordChanged event is queued but EVENT_BUS_NAME is not set here"
+                            .into(),
+                    ));
+                };
+                events.publish(event).await?;
+                tracing::info!(event = "event_published", kind = "password_changed");
+                Ok(Delivery::Published)
             }
         }
     }
@@ -303,6 +338,8 @@ pub struct ConfirmReset {
     signer: TokenSigner,
     policy: PasswordPolicy,
     hasher: PasswordHasher,
+    /// Queue a `PasswordChanged` event job with every landed change.
+    events: bool,
 }
 
 impl std::fmt::Debug for ConfirmReset {
@@ -327,6 +364,16 @@ impl ConfirmReset {
             signer,
             policy,
             hasher,
+            events: false,
+        }
+    }
+
+    /// Every landed change also queues a `PasswordChanged` event job, in the same
+    /// transaction, for `send-reset-email` to publish.
+    pub fn queueing_events(self) -> Self {
+        Self {
+            events: true,
+            ..self
         }
     }
 
@@ -391,6 +438,8 @@ impl ConfirmReset {
             return Err(TokenRejection::Invalid.into());
         };
         let new = self.hasher.hash(accepted.into_secret()).await?;
+        let changed_at = self.clock.unix_now();
+        let credential_version = user.credential_version.saturating_add(1);
         let change = PasswordChange {
             uid: user.uid.clone(),
             expected,
@@ -399,9 +448,16 @@ impl ConfirmReset {
             new,
             notice: OutboxJob::PasswordChanged {
                 uid: user.uid.clone(),
-                changed_at: self.clock.unix_now(),
-                credential_version: user.credential_version.saturating_add(1),
+                changed_at,
+                credential_version,
             },
+            event: self.events.then(|| {
+                OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
+                    uid: user.uid.clone(),
+                    changed_at,
+                    credential_version,
+                })
+            }),
         };
         match self.users.commit_password_change(&change).await? {
             ChangeOutcome::Applied => {

@@ -190,6 +190,7 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
                 changed_at: i64::try_from(i).expect("small"),
                 credential_version: 1,
             },
+            event: None,
         };
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
@@ -246,6 +247,7 @@ async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
             changed_at: 99,
             credential_version: 1,
         },
+        event: None,
     };
     assert_eq!(
         store.commit_password_change(&late).await.expect("commit"),
@@ -286,6 +288,7 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
             changed_at: 1,
             credential_version: 1,
         },
+        event: None,
     };
     let asleep = user("asleep@example.org", Some(old.as_str()), false);
     store.insert(&asleep).await.expect("insert");
@@ -381,6 +384,7 @@ async fn a_change_against_a_user_without_password_is_stale() {
             changed_at: 1,
             credential_version: 1,
         },
+        event: None,
     };
     assert_eq!(
         store.commit_password_change(&change).await.expect("commit"),
@@ -588,6 +592,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
                 changed_at: 1,
                 credential_version: 1,
             },
+            event: None,
         })
         .await;
     assert!(
@@ -716,6 +721,7 @@ async fn an_item_without_a_credential_version_starts_at_zero() {
             changed_at: 1,
             credential_version: 1,
         },
+        event: None,
     };
     assert_eq!(
         store.commit_password_change(&change).await.expect("commit"),

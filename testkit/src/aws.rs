@@ -8,6 +8,8 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{
     BehaviorVersion, Credentials, Region, SharedCredentialsProvider, SharedHttpClient,
 };
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng as _;
 
 pub const REGION: &str = "us-east-1";
@@ -69,6 +71,14 @@ impl Sdk {
     pub fn sesv2(&self, endpoint: &str) -> aws_sdk_sesv2::Client {
         aws_sdk_sesv2::Client::new(&self.config(endpoint))
     }
+
+    pub fn eventbridge(&self, endpoint: &str) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.config(endpoint))
+    }
+
+    pub fn sqs(&self, endpoint: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config(endpoint))
+    }
 }
 
 /// `<prefix>-<random>`: a table name, address part or subject no other test uses.
@@ -103,4 +113,78 @@ pub async fn warm_up_dynamodb(client: &aws_sdk_dynamodb::Client) {
             Err(err) => panic!("moto's DynamoDB never answered: {err:?}"),
         }
     }
+}
+
+/// A bus on moto with a rule for pwreset's `PasswordChanged` events whose target is a
+/// fresh SQS queue; returns the bus name and the queue URL.
+pub async fn event_bus_with_queue(sdk: &Sdk, moto: &str) -> (String, String) {
+    let events = sdk.eventbridge(moto);
+    let sqs = sdk.sqs(moto);
+    let bus = unique_name("bus");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique_name("changed"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    events
+        .put_rule()
+        .name("password-changed")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":["pwreset"],"detail-type":["PasswordChanged"]}"#)
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule("password-changed")
+        .event_bus_name(&bus)
+        .targets(
+            Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("target");
+    (bus, queue_url)
+}
+
+/// How many messages wait in the queue (SQS's approximate count; exact on moto, which
+/// delivers inside the call that sends them).
+pub async fn messages_waiting(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
+    sqs.get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&QueueAttributeName::ApproximateNumberOfMessages)
+                .cloned()
+        })
+        .expect("count")
+        .parse()
+        .expect("a number")
 }

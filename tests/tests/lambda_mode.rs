@@ -269,7 +269,16 @@ impl Stack {
 
 #[tokio::test]
 async fn the_whole_flow_runs_on_the_lambda_binaries_against_the_emulators() {
-    let stack = Arc::new(Stack::start().await);
+    // PasswordChanged events go to a bus on moto whose rule feeds an SQS queue.
+    let moto = &emulators::moto().url;
+    let (bus, queue) = aws::event_bus_with_queue(&sdk(), moto).await;
+    let stack = Arc::new(
+        Stack::start_with(&[
+            ("EVENT_BUS_NAME", bus.as_str()),
+            ("AWS_ENDPOINT_URL_EVENTBRIDGE", moto.as_str()),
+        ])
+        .await,
+    );
     let address = format!("{}@example.org", unique_name("alice"));
     let uid = stack.add_user(&address, "the old password 1").await;
 
@@ -378,8 +387,28 @@ async fn the_whole_flow_runs_on_the_lambda_binaries_against_the_emulators() {
             .expect("verify")
     );
 
-    // The change wrote exactly one notice; delivered, it says the password changed.
-    assert_eq!(stack.deliver_outbox().await, 1);
+    // The change wrote exactly one notice and one event item; delivered, the notice says
+    // the password changed and the event reached the bus's rule target once.
+    assert_eq!(stack.deliver_outbox().await, 2);
+    let sqs = sdk().sqs(moto);
+    assert_eq!(aws::messages_waiting(&sqs, &queue).await, 1);
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive");
+    let event: Value =
+        serde_json::from_str(received.messages()[0].body().expect("body")).expect("event JSON");
+    assert_eq!(event["source"], "pwreset");
+    assert_eq!(event["detail-type"], "PasswordChanged");
+    assert_eq!(event["detail"]["uid"], uid.as_str());
+    assert_eq!(event["detail"]["credential_version"], 1);
+    assert!(
+        !event.to_string().contains(&address),
+        "no address in the event: {event}"
+    );
     let mail = stack.mail_to(&address).await;
     assert_eq!(mail.len(), 2);
     assert!(

@@ -1,6 +1,7 @@
 //! `confirm-reset`: `POST /password-reset/verify` and `POST /password-reset/confirm`.
 //! Verify reads only; confirm hashes (argon2id, CPU-bound: size this function for CPU)
-//! and replaces the hash in one conditional transaction with the "changed" notice.
+//! and replaces the hash in one conditional transaction with the "changed" notice (and,
+//! with `EVENT_BUS_NAME` set, the `PasswordChanged` event job).
 //! IAM: GetItem on users, TransactWriteItems (UpdateItem + PutItem) on the table.
 
 use std::sync::Arc;
@@ -23,12 +24,16 @@ async fn main() -> Result<(), lambda_http::Error> {
     })?;
     let store = startup.store();
     let config = startup.config;
-    let service = ConfirmReset::new(
+    let mut service = ConfirmReset::new(
         store,
         Arc::new(SystemClock),
         TokenSigner::new(config.token_keys, config.token_lifetime_secs),
         PasswordPolicy::new(config.min_password_length),
         PasswordHasher::owasp().writing(config.hash_format),
     );
+    // send-reset-email publishes what is queued here (the same EVENT_BUS_NAME).
+    if config.event_bus.is_some() {
+        service = service.queueing_events();
+    }
     lambda_http::run(http::for_lambda(http::confirm_routes(Arc::new(service)))).await
 }

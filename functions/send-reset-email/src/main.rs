@@ -1,13 +1,16 @@
 //! `send-reset-email`: consumes the table's stream. For each new outbox item: look the
 //! user up, skip inactive or unusable accounts, sign a token, send through SES v2. A send
-//! that must be retried is reported as a batch item failure, so Lambda retries it.
-//! IAM: GetItem on the table, ses:SendEmail from the sender identity, stream reads.
+//! that must be retried is reported as a batch item failure, so Lambda retries it. With
+//! `EVENT_BUS_NAME`, the `PasswordChanged` event items go to EventBridge the same way.
+//! IAM: GetItem on the table, ses:SendEmail from the sender identity, stream reads,
+//! events:PutEvents on the one bus.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{LambdaEvent, service_fn};
+use pwreset_core::adapters::eventbridge::EventBridgePublisher;
 use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::config::LambdaNeeds;
 use pwreset_core::delivery::stream::deliver_batch;
@@ -37,13 +40,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.link_template,
         signer.lifetime_secs(),
     );
-    let deliverer = Arc::new(SendResetEmail::new(
+    let mut deliverer = SendResetEmail::new(
         store,
         Arc::new(mailer),
         Arc::new(SystemClock),
         signer,
         composer,
-    ));
+    );
+    if let Some(bus) = config.event_bus {
+        deliverer = deliverer.with_events(Arc::new(EventBridgePublisher::new(
+            aws.eventbridge_client(),
+            bus,
+        )));
+    }
+    let deliverer = Arc::new(deliverer);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let deliverer = Arc::clone(&deliverer);
         async move {

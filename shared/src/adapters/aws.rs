@@ -125,6 +125,14 @@ impl LambdaEnvironment {
         aws_sdk_dynamodb::Client::from_conf(builder.build())
     }
 
+    pub fn eventbridge_client(&self) -> aws_sdk_eventbridge::Client {
+        let mut builder = aws_sdk_eventbridge::config::Builder::from(&self.sdk_config());
+        if let Some(url) = Self::endpoint("EVENTBRIDGE") {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_eventbridge::Client::from_conf(builder.build())
+    }
+
     pub fn sesv2_client(&self) -> aws_sdk_sesv2::Client {
         let mut builder = aws_sdk_sesv2::config::Builder::from(&self.sdk_config());
         if let Some(url) = Self::endpoint("SESV2") {

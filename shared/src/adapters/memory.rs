@@ -149,6 +149,9 @@ impl crate::ports::UserRepository for MemoryStore {
         user.password_hash = Some(change.new.clone());
         user.credential_version = change.expected_version.saturating_add(1);
         self.push_job(&mut tables, change.notice.clone());
+        if let Some(event) = &change.event {
+            self.push_job(&mut tables, event.clone());
+        }
         drop(tables);
         self.job_ready.notify_one();
         Ok(ChangeOutcome::Applied)
@@ -252,6 +255,47 @@ impl Mailer for RecordingMailer {
             mail: mail.clone(),
             sent_at: OffsetDateTime::now_utc(),
         });
+        Ok(())
+    }
+}
+
+/// Keeps every published event; the next `n` publishes can be told to fail. Only the
+/// core's tests use it (`pwreset serve` sends no events).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct RecordingPublisher {
+    published: Mutex<Vec<crate::ports::PasswordChangedEvent>>,
+    transient_failures: AtomicUsize,
+}
+
+#[cfg(test)]
+impl RecordingPublisher {
+    pub fn published(&self) -> Vec<crate::ports::PasswordChangedEvent> {
+        lock(&self.published).clone()
+    }
+
+    pub fn fail_next(&self, n: usize) {
+        self.transient_failures.store(n, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+#[async_trait]
+impl crate::ports::EventPublisher for RecordingPublisher {
+    async fn publish(
+        &self,
+        event: &crate::ports::PasswordChangedEvent,
+    ) -> Result<(), crate::ports::PublishError> {
+        if self
+            .transient_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(crate::ports::PublishError::Transient(
+                "publisher told to fail".into(),
+            ));
+        }
+        lock(&self.published).push(event.clone());
         Ok(())
     }
 }

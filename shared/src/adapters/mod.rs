@@ -1,6 +1,6 @@
 //! Adapters behind the ports. `memory` serves `pwreset serve` and the core's tests;
-//! `dynamodb` and `ses` (feature `aws`) serve the Lambda functions and `--backend aws`, over
-//! the SDK clients `aws` sets up.
+//! `dynamodb`, `ses` and `eventbridge` (feature `aws`) serve the Lambda functions and
+//! `--backend aws`, over the SDK clients `aws` sets up.
 
 pub mod memory;
 
@@ -8,6 +8,8 @@ pub mod memory;
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod eventbridge;
 #[cfg(feature = "aws")]
 pub mod ses;
 

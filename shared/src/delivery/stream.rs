@@ -148,6 +148,58 @@ mod tests {
         assert_eq!(mailer.sent().len(), 1);
     }
 
+    /// A mail and an event are two records: a failed put is that record's batch item
+    /// failure, and the retry (which Lambda starts at that record) publishes the event once
+    /// without sending the mail before it again.
+    #[tokio::test]
+    async fn a_failed_event_put_is_retried_without_a_second_notice_mail() {
+        use crate::adapters::memory::RecordingPublisher;
+        use crate::ports::PasswordChangedEvent;
+        let (deliverer, mailer) = setup().await;
+        let publisher = Arc::new(RecordingPublisher::default());
+        let deliverer = deliverer.with_events(publisher.clone());
+        let event = PasswordChangedEvent {
+            uid: UserId::generate(),
+            changed_at: 1_700_000_000,
+            credential_version: 3,
+        };
+        let batch: Event = serde_json::from_value(json!({"Records": [
+            record("20", "OUTBOX#n", &reset_job("a@example.org")),
+            record("21", "OUTBOX#e", &OutboxJob::PasswordChangedEvent(event.clone())),
+        ]}))
+        .expect("batch");
+        publisher.fail_next(1);
+        let response = deliver_batch(&deliverer, &batch).await;
+        assert_eq!(
+            serde_json::to_value(&response).expect("json"),
+            json!({"batchItemFailures": [{"itemIdentifier": "21"}]})
+        );
+        assert!(publisher.published().is_empty());
+        assert_eq!(mailer.sent().len(), 1);
+        let mut retry = batch;
+        retry.records.remove(0);
+        assert_eq!(
+            deliver_batch(&deliverer, &retry).await,
+            DynamoDbEventResponse::default()
+        );
+        assert_eq!(publisher.published(), vec![event]);
+        assert_eq!(mailer.sent().len(), 1, "the mail went out once");
+    }
+
+    #[tokio::test]
+    async fn an_event_job_without_a_bus_is_a_permanent_failure_not_a_silent_drop() {
+        let (deliverer, _) = setup().await;
+        let job = OutboxJob::PasswordChangedEvent(crate::ports::PasswordChangedEvent {
+            uid: UserId::generate(),
+            changed_at: 1,
+            credential_version: 1,
+        });
+        assert!(matches!(
+            deliverer.deliver(&job).await,
+            Err(DeliveryError::Permanent(_))
+        ));
+    }
+
     #[tokio::test]
     async fn a_failed_send_reports_that_record_and_leaves_the_rest_for_the_retry() {
         let (deliverer, mailer) = setup().await;

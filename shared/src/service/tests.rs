@@ -350,6 +350,41 @@ async fn verify_changes_nothing_however_often_it_runs() {
 }
 
 #[tokio::test]
+async fn with_events_a_confirm_queues_the_event_beside_the_notice_and_without_none() {
+    for events in [false, true] {
+        let mut w = world();
+        if events {
+            w.confirm = w.confirm.queueing_events();
+        }
+        let user = w.add_user("a@example.org", true).await;
+        let (uid, token) = w.reset_link("a@example.org").await;
+        w.confirm
+            .confirm(&uid, &token, STRONG)
+            .await
+            .expect("confirmed");
+        let mut jobs = Vec::new();
+        while let Some(job) = w.store.try_next_job() {
+            jobs.push(job);
+        }
+        let notice = OutboxJob::PasswordChanged {
+            uid: user.uid.clone(),
+            changed_at: START,
+            credential_version: 1,
+        };
+        let event = OutboxJob::PasswordChangedEvent(crate::ports::PasswordChangedEvent {
+            uid: user.uid.clone(),
+            changed_at: START,
+            credential_version: 1,
+        });
+        if events {
+            assert_eq!(jobs, vec![notice, event]);
+        } else {
+            assert_eq!(jobs, vec![notice]);
+        }
+    }
+}
+
+#[tokio::test]
 async fn of_twenty_concurrent_confirms_with_one_token_exactly_one_succeeds() {
     let w = Arc::new(world());
     w.add_user("a@example.org", true).await;

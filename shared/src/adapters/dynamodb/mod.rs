@@ -138,10 +138,13 @@ impl UserRepository for DynamoStore {
             .set_expression_attribute_values(Some(item::password_change_values(change)))
             .build()
             .map_err(|e| build_error("password update", e))?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.put_item(item::outbox_item(&change.notice)?, "outbox put")?,
         ];
+        if let Some(event) = &change.event {
+            items.push(self.put_item(item::outbox_item(event)?, "outbox put")?);
+        }
         match transact(&self.client, "TransactWriteItems(password change)", items).await? {
             None => Ok(ChangeOutcome::Applied),
             Some(positions) if positions.contains(&0) => Ok(ChangeOutcome::Stale),
