@@ -5,13 +5,15 @@ mod admin;
 mod dev;
 mod pages;
 mod serve;
+#[cfg(feature = "aws")]
+mod stream_reader;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::serve::Backend;
+use crate::serve::{Backend, MailOutput};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +43,11 @@ enum Command {
         /// in either case only on a loopback address for a loopback Host.
         #[arg(long)]
         dev_routes: bool,
+        /// With --backend aws, where the mail the table's stream asks for goes: printed
+        /// here and kept for /_dev/mail (console), or sent through SES v2 (ses;
+        /// AWS_ENDPOINT_URL_SESV2 for an emulator). --backend memory always prints it.
+        #[arg(long, value_enum, default_value_t = MailOutput::Console)]
+        mail: MailOutput,
     },
     /// Manage the DynamoDB table (needs the `aws` feature).
     Table {
@@ -114,7 +121,8 @@ async fn main() -> std::process::ExitCode {
             backend,
             no_demo,
             dev_routes,
-        } => serve::run(addr, backend, !no_demo, dev_routes).await,
+            mail,
+        } => serve::run(addr, backend, !no_demo, dev_routes, mail).await,
         Command::Table { command } => table(command).await,
         Command::User { command } => user(command).await,
     };

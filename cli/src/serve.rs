@@ -1,7 +1,8 @@
 //! `pwreset serve`: the whole API in one process, from the same routers the Lambda
 //! functions run, merged with the reference pages and (nested at `/_dev`) the dev routes.
 //! `--backend memory`: in-memory adapters, an in-process outbox worker and a console
-//! mailer; `--backend aws`: DynamoDB, with mail sent from the table's stream.
+//! mailer; `--backend aws`: DynamoDB, with the table's stream read here and delivered by
+//! send-reset-email's own code (`stream_reader.rs`), mail to the console or SES.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -37,6 +38,15 @@ pub enum Backend {
     Aws,
 }
 
+/// Where `--backend aws` sends the mail its stream reader delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MailOutput {
+    /// Printed on this console and kept for `/_dev/mail`.
+    Console,
+    /// Sent through SES v2 from `MAIL_FROM`.
+    Ses,
+}
+
 /// Prints each message to stdout (the dev server's "outbox") and keeps it for `/_dev/mail`.
 /// The token appears in the printed mail body and nowhere in the logs.
 #[derive(Debug, Default)]
@@ -64,7 +74,8 @@ struct Wiring {
     request: RequestReset,
     confirm: ConfirmReset,
     dev: DevState,
-    /// The in-process outbox worker (`--backend memory`), stopped with the server.
+    /// The in-process outbox worker (`--backend memory`) or the stream reader (`--backend
+    /// aws`), stopped with the server.
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -74,6 +85,7 @@ pub async fn run(
     backend: Backend,
     demo: bool,
     dev_routes: bool,
+    mail: MailOutput,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -84,8 +96,14 @@ pub async fn run(
         base_url: base_url.clone(),
     })?;
     let (wiring, dev_routes) = match backend {
+        Backend::Memory if mail == MailOutput::Ses => {
+            anyhow::bail!("--mail ses needs --backend aws (--backend memory prints the mail)")
+        }
         Backend::Memory => (memory(&config), DevRoutes::decide(bound, true)),
-        Backend::Aws => (aws(&config).await?, DevRoutes::decide(bound, dev_routes)),
+        Backend::Aws => (
+            aws(&config, mail).await?,
+            DevRoutes::decide(bound, dev_routes),
+        ),
     };
     if demo {
         seed_demo_user(&wiring.dev).await?;
@@ -107,7 +125,11 @@ pub async fn run(
     println!("{}", dev_routes.describe());
     if backend == Backend::Aws {
         println!(
-            "--backend aws: mail is sent from the table's stream by send-reset-email, not by this process"
+            "--backend aws: reading the table's stream (DynamoDB Streams API) through send-reset-email's code; mail: {}",
+            match mail {
+                MailOutput::Console => "printed here and kept for /_dev/mail",
+                MailOutput::Ses => "sent through SES v2",
+            }
         );
     }
     if demo {
@@ -191,39 +213,81 @@ fn memory(config: &Config) -> Wiring {
 /// The same API over DynamoDB. Requests write outbox items to the table; the mail goes out
 /// from its stream (the deployed `send-reset-email`).
 #[cfg(feature = "aws")]
-async fn aws(config: &Config) -> anyhow::Result<Wiring> {
+async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
     use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
+    use pwreset_core::adapters::ses::{SesMailer, sesv2_client};
     let table = pwreset_core::config::required("TABLE_NAME")?;
     let store = Arc::new(DynamoStore::new(dynamodb_client().await, table));
+    let stream_arn = crate::stream_reader::stream_arn(&store).await?;
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
     let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
     let mut confirm = ConfirmReset::new(
         store.clone(),
         clock.clone(),
-        signer,
+        signer.clone(),
         PasswordPolicy::new(config.min_password_length),
         hasher.clone(),
     );
-    // The table's stream consumer (send-reset-email) publishes them, as deployed.
+    // The stream reader below publishes them through send-reset-email's code, as deployed.
     if config.event_bus.is_some() {
         confirm = confirm.queueing_events();
     }
+    let (mailer, mailbox): (Arc<dyn Mailer>, _) = match mail {
+        MailOutput::Console => {
+            let console = ConsoleMailer::default();
+            let recorder = console.recorder.clone();
+            (Arc::new(console), Some(recorder))
+        }
+        MailOutput::Ses => {
+            let configuration_set = std::env::var("SES_CONFIGURATION_SET")
+                .ok()
+                .filter(|s| !s.trim().is_empty());
+            let ses = SesMailer::new(
+                sesv2_client().await,
+                config.mail_from.clone(),
+                configuration_set,
+            );
+            (Arc::new(ses), None)
+        }
+    };
+    let mut send = SendResetEmail::new(
+        store.clone(),
+        mailer,
+        clock.clone(),
+        signer.clone(),
+        MailComposer::new(
+            config.product_name.clone(),
+            config.link_template.clone(),
+            signer.lifetime_secs(),
+        ),
+    );
+    if let Some(bus) = &config.event_bus {
+        use pwreset_core::adapters::eventbridge::{EventBridgePublisher, eventbridge_client};
+        let client = eventbridge_client().await;
+        send = send.with_events(Arc::new(EventBridgePublisher::new(client, bus.clone())));
+    }
+    let streams = crate::stream_reader::streams_client().await;
+    let reader = tokio::spawn(crate::stream_reader::run(
+        streams,
+        stream_arn,
+        Arc::new(send),
+    ));
     Ok(Wiring {
         request: RequestReset::new(store.clone(), store.clone(), clock, config.limits),
         confirm,
         dev: DevState {
             users: store,
             hasher,
-            mailbox: None,
+            mailbox,
             outbox: None,
         },
-        worker: None,
+        worker: Some(reader),
     })
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws(_config: &Config) -> anyhow::Result<Wiring> {
+async fn aws(_config: &Config, _mail: MailOutput) -> anyhow::Result<Wiring> {
     anyhow::bail!(crate::NEEDS_AWS)
 }
 

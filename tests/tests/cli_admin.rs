@@ -365,3 +365,45 @@ async fn a_reset_with_hash_format_django_writes_what_django_verifies() {
             .await
     );
 }
+
+/// `serve --backend aws` delivers as the deployed stack does: the table's stream, read
+/// through the DynamoDB Streams API, goes through send-reset-email's batch code; with the
+/// default `--mail console` the messages land in `/_dev/mail`.
+#[tokio::test]
+async fn serve_backend_aws_mails_from_the_table_stream() {
+    let moto = emulators::moto();
+    let table = created_table(&moto.url, "awsmail").await;
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("TABLE_NAME", table.as_str()),
+    ];
+    let server = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
+    server
+        .create_user("stream@example.org", "the old password 1", true)
+        .await;
+    // A missing address first: the stream is read in order, so once the existing
+    // address's mail is here, the missing one's item has been handled, unmailed.
+    assert_eq!(server.request_reset("nobody@example.org").await.status, 202);
+    let (uid, token) = server.reset_link("Stream@Example.org").await;
+    let mail = server.mail().await;
+    assert_eq!(mail.len(), 1, "only the account is mailed");
+    assert_eq!(mail[0].to, "stream@example.org", "at the stored address");
+    assert_eq!(
+        server
+            .confirm(&uid, &token, "violin kettle mango quartz")
+            .await
+            .status,
+        200
+    );
+    let mail = server.wait_for_mail(2).await;
+    assert_eq!(mail.len(), 2, "the password-changed notice");
+    assert!(mail[1].subject.contains("changed"), "{}", mail[1].subject);
+    assert!(
+        server
+            .login("stream@example.org", "violin kettle mango quartz")
+            .await
+    );
+}

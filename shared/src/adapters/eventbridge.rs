@@ -31,6 +31,12 @@ fn is_transient_code(code: &str) -> bool {
         .any(|c| c.strip_suffix("Exception").unwrap_or(c) == bare)
 }
 
+/// An EventBridge client from the environment with our timeouts and retries (the CLI's
+/// way, see [`crate::adapters::aws_sdk_config`]).
+pub async fn eventbridge_client() -> Client {
+    Client::new(&super::aws_sdk_config().await)
+}
+
 /// Puts events on `bus` (a name or an ARN).
 #[derive(Debug, Clone)]
 pub struct EventBridgePublisher {

@@ -20,6 +20,12 @@ use crate::ports::{MailError, Mailer, OutgoingMail};
 
 const CHARSET: &str = "UTF-8";
 
+/// An SES v2 client from the environment with our timeouts and retries (the CLI's way, see
+/// [`crate::adapters::aws_sdk_config`]); `AWS_ENDPOINT_URL_SESV2` points it at an emulator.
+pub async fn sesv2_client() -> Client {
+    Client::new(&super::aws_sdk_config().await)
+}
+
 /// Sends through SES v2 from `from`, optionally in a configuration set (for event
 /// publishing: bounces, complaints).
 #[derive(Debug, Clone)]
