@@ -62,6 +62,17 @@ async fn created_table(moto: &str, prefix: &str) -> String {
     table
 }
 
+/// What `serve --backend aws` needs to find `table` on moto.
+fn serve_env<'a>(moto: &'a str, table: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("AWS_ENDPOINT_URL_DYNAMODB", moto),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("TABLE_NAME", table),
+    ]
+}
+
 fn key(email: &str) -> EmailKey {
     EmailKey::normalise(email).expect("valid")
 }
@@ -263,13 +274,7 @@ fn admin_commands_say_how_to_name_the_table() {
 async fn serve_backend_aws_serves_dev_routes_only_with_dev_routes() {
     let moto = emulators::moto();
     let table = created_table(&moto.url, "devroutes").await;
-    let env = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("TABLE_NAME", table.as_str()),
-    ];
+    let env = serve_env(&moto.url, &table);
     let user = serde_json::json!({"email": "dev@example.org", "password": "a dev password"});
     let without = DevServer::start_with_args(&["--backend", "aws"], &env);
     without
@@ -300,15 +305,8 @@ async fn a_reset_with_hash_format_django_writes_what_django_verifies() {
     let table = created_table(&moto.url, "djangofmt").await;
     let encoded_keys = "dGhpcyBpcyBhIHRlc3Qga2V5IG9mIDMyIGJ5dGVzISE=";
     let keys = TokenKeys::parse(encoded_keys).expect("key");
-    let env = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("TABLE_NAME", table.as_str()),
-        ("TOKEN_KEYS", encoded_keys),
-        ("HASH_FORMAT", "django"),
-    ];
+    let mut env = serve_env(&moto.url, &table);
+    env.extend([("TOKEN_KEYS", encoded_keys), ("HASH_FORMAT", "django")]);
     let server = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
     let uid = server
         .create_user("django@example.org", "the old password 1", true)
@@ -373,13 +371,7 @@ async fn a_reset_with_hash_format_django_writes_what_django_verifies() {
 async fn serve_backend_aws_mails_from_the_table_stream() {
     let moto = emulators::moto();
     let table = created_table(&moto.url, "awsmail").await;
-    let env = [
-        ("AWS_ENDPOINT_URL_DYNAMODB", moto.url.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("TABLE_NAME", table.as_str()),
-    ];
+    let env = serve_env(&moto.url, &table);
     let server = DevServer::start_with_args(&["--backend", "aws", "--dev-routes"], &env);
     server
         .create_user("stream@example.org", "the old password 1", true)
