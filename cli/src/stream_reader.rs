@@ -193,7 +193,13 @@ async fn read_once(
     })) {
         Ok(batch) => batch,
         Err(err) => {
-            tracing::error!(event = "stream_batch_unreadable", error = %err);
+            // The kind and place only: serde's message can quote a value from the records.
+            tracing::error!(
+                event = "stream_batch_unreadable",
+                kind = ?err.classify(),
+                line = err.line(),
+                column = err.column()
+            );
             position.iterator = output.next_shard_iterator;
             return true;
         }
