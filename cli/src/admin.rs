@@ -26,9 +26,23 @@ pub async fn table_create(table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the password from stdin (one line; the trailing newline is not part of it), so it
-/// never appears in the shell history or the process list.
+/// Reads the password: at a terminal, typed twice without echo; otherwise from stdin (one
+/// line; the trailing newline is not part of it). Either way it never appears in the shell
+/// history or the process list.
 fn password_from_stdin() -> anyhow::Result<SecretString> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        if first.is_empty() {
+            bail!("the password is empty");
+        }
+        let again =
+            rpassword::prompt_password("Password again: ").context("reading the password")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        return Ok(SecretString::from(first));
+    }
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)

@@ -399,3 +399,117 @@ async fn serve_backend_aws_mails_from_the_table_stream() {
             .await
     );
 }
+
+/// Runs `pwreset user add` on a pseudo-terminal (Python's `pty`), typing `first` and `again`
+/// at the two prompts; returns the exit status and everything the terminal showed.
+fn user_add_at_a_terminal(
+    moto: &str,
+    table: &str,
+    email: &str,
+    first: &str,
+    again: &str,
+) -> (i32, String) {
+    let script = r#"
+import os, pty, signal, sys, termios, time
+bin, email, table, first, again = sys.argv[1:6]
+signal.alarm(30)  # a pwreset that never prompts fails the test instead of hanging it
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bin, [bin, "user", "add", email, "--table", table])
+seen = b""
+def read_until(marker):
+    global seen
+    while marker not in seen:
+        chunk = os.read(fd, 1024)
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+def type_when_echo_is_off(text):
+    # As a person would: after the prompt has switched echo off (it prints first).
+    deadline = time.monotonic() + 10
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        if time.monotonic() > deadline:
+            sys.exit("echo never went off")
+        time.sleep(0.005)
+    os.write(fd, text.encode() + b"\n")
+if read_until(b"Password: "):
+    type_when_echo_is_off(first)
+    if read_until(b"again: "):
+        type_when_echo_is_off(again)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(pwreset_bin())
+        .args([email, table, first, again])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("python3 with pty");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn user_add_at_a_terminal_asks_twice_without_echo() {
+    let moto = emulators::moto();
+    let table = created_table(&moto.url, "tty").await;
+    let password = "a typed secret 42";
+    let (status, screen) =
+        user_add_at_a_terminal(&moto.url, &table, "tty@example.org", password, password);
+    assert_eq!(status, 0, "{screen}");
+    assert!(
+        screen.contains("Password: ") && screen.contains("Password again: "),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(password),
+        "the password was echoed: {screen}"
+    );
+    let store = DynamoStore::new(sdk().dynamodb(&moto.url), table.clone());
+    let user = store
+        .find_by_email_key(&key("tty@example.org"))
+        .await
+        .expect("read")
+        .expect("the user was added");
+    assert!(
+        PasswordHasher::owasp()
+            .verify(SecretString::from(password), user.password_hash)
+            .await
+            .expect("verify")
+    );
+
+    let (status, screen) = user_add_at_a_terminal(
+        &moto.url,
+        &table,
+        "typo@example.org",
+        password,
+        "a typed secret 43",
+    );
+    assert_ne!(status, 0, "{screen}");
+    assert!(screen.contains("differ"), "{screen}");
+    assert!(
+        store
+            .find_by_email_key(&key("typo@example.org"))
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing was added"
+    );
+}
