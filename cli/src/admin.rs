@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use pwreset_core::adapters::dynamodb::table::create_table;
 use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
-use pwreset_core::hashing::{HashFormat, PasswordHasher};
+use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, UserRepository as _};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -57,16 +57,6 @@ fn password_from_stdin() -> anyhow::Result<SecretString> {
     Ok(SecretString::from(password.to_owned()))
 }
 
-/// `HASH_FORMAT`, as a reset would write it, so the users the CLI adds look like the rest.
-fn hash_format_from_env() -> anyhow::Result<HashFormat> {
-    match std::env::var("HASH_FORMAT") {
-        Ok(raw) if !raw.trim().is_empty() => raw
-            .parse()
-            .map_err(|e| anyhow::anyhow!("configuration error in HASH_FORMAT: {e}")),
-        _ => Ok(HashFormat::default()),
-    }
-}
-
 pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Result<()> {
     let email =
         EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("invalid e-mail address: {e}"))?;
@@ -77,7 +67,8 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
         email,
         password_hash: Some(
             PasswordHasher::owasp()
-                .writing(hash_format_from_env()?)
+                // As a reset would write it, so the users the CLI adds look like the rest.
+                .writing(pwreset_core::config::hash_format_from_env()?)
                 .hash(password)
                 .await?,
         ),

@@ -18,11 +18,8 @@ use pwreset_core::delivery::worker::{WorkerSettings, run_outbox_worker};
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{self, PeerIp};
-use pwreset_core::mail::MailComposer;
-use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock};
 use pwreset_core::service::{ConfirmReset, RequestReset, SendResetEmail};
-use pwreset_core::token::TokenSigner;
 use secrecy::SecretString;
 
 use crate::dev::{DevRoutes, DevState};
@@ -166,32 +163,15 @@ fn memory(config: &Config) -> Wiring {
     let mailer = Arc::new(ConsoleMailer::default());
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
-    let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
-    let lifetime = signer.lifetime_secs();
     let request = RequestReset::new(
         store.clone(),
         Arc::new(MemoryRateLimiter::new()),
         clock.clone(),
         config.limits,
     );
-    let confirm = ConfirmReset::new(
-        store.clone(),
-        clock.clone(),
-        signer.clone(),
-        PasswordPolicy::new(config.min_password_length),
-        hasher.clone(),
-    );
-    let deliverer = SendResetEmail::new(
-        store.clone(),
-        mailer.clone(),
-        clock,
-        signer,
-        MailComposer::new(
-            config.product_name.clone(),
-            config.link_template.clone(),
-            lifetime,
-        ),
-    );
+    // No event bus in memory: EVENT_BUS_NAME takes effect with --backend aws only.
+    let confirm = ConfirmReset::configured(config, store.clone(), clock.clone(), hasher.clone());
+    let deliverer = SendResetEmail::configured(config, store.clone(), mailer.clone(), clock);
     let worker = tokio::spawn(run_outbox_worker(
         store.clone(),
         Arc::new(deliverer),
@@ -221,18 +201,9 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
     let stream_arn = crate::stream_reader::stream_arn(&store).await?;
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
-    let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
-    let mut confirm = ConfirmReset::new(
-        store.clone(),
-        clock.clone(),
-        signer.clone(),
-        PasswordPolicy::new(config.min_password_length),
-        hasher.clone(),
-    );
-    // The stream reader below publishes them through send-reset-email's code, as deployed.
-    if config.event_bus.is_some() {
-        confirm = confirm.queueing_events();
-    }
+    // The stream reader below publishes the event jobs through send-reset-email's code.
+    let confirm = ConfirmReset::configured(config, store.clone(), clock.clone(), hasher.clone())
+        .queueing_events(config.event_bus.is_some());
     let (mailer, mailbox): (Arc<dyn Mailer>, _) = match mail {
         MailOutput::Console => {
             let console = ConsoleMailer::default();
@@ -240,28 +211,15 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
             (Arc::new(console), Some(recorder))
         }
         MailOutput::Ses => {
-            let configuration_set = std::env::var("SES_CONFIGURATION_SET")
-                .ok()
-                .filter(|s| !s.trim().is_empty());
             let ses = SesMailer::new(
                 sesv2_client().await,
                 config.mail_from.clone(),
-                configuration_set,
+                SesMailer::configuration_set_from_env(),
             );
             (Arc::new(ses), None)
         }
     };
-    let mut send = SendResetEmail::new(
-        store.clone(),
-        mailer,
-        clock.clone(),
-        signer.clone(),
-        MailComposer::new(
-            config.product_name.clone(),
-            config.link_template.clone(),
-            signer.lifetime_secs(),
-        ),
-    );
+    let mut send = SendResetEmail::configured(config, store.clone(), mailer, clock.clone());
     if let Some(bus) = &config.event_bus {
         use pwreset_core::adapters::eventbridge::{EventBridgePublisher, eventbridge_client};
         let client = eventbridge_client().await;

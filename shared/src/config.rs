@@ -222,12 +222,7 @@ impl Config {
             None => DEFAULT_PRODUCT_NAME.to_owned(),
         };
 
-        let hash_format = match get("HASH_FORMAT") {
-            Some(raw) => raw.parse().map_err(|e: crate::hashing::HashFormatSyntax| {
-                error("HASH_FORMAT", e.to_string())
-            })?,
-            None => HashFormat::default(),
-        };
+        let hash_format = hash_format(get("HASH_FORMAT"))?;
 
         let event_bus = match get("EVENT_BUS_NAME") {
             Some(raw) => {
@@ -259,6 +254,25 @@ impl Config {
             hash_format,
             event_bus,
         })
+    }
+}
+
+/// `HASH_FORMAT` alone, for the admin commands that write hashes but need nothing else
+/// ([`Config`] reads it the same way).
+pub fn hash_format_from_env() -> Result<HashFormat, ConfigError> {
+    hash_format(
+        std::env::var("HASH_FORMAT")
+            .ok()
+            .filter(|v| !v.trim().is_empty()),
+    )
+}
+
+fn hash_format(raw: Option<String>) -> Result<HashFormat, ConfigError> {
+    match raw {
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: crate::hashing::HashFormatSyntax| error("HASH_FORMAT", e.to_string())),
+        None => Ok(HashFormat::default()),
     }
 }
 

@@ -130,8 +130,9 @@ impl PasswordHasher {
     /// Verifies a password, as the user typed it, against a stored hash in any format
     /// [`verify`] reads: the password is NFKC-normalised first, exactly as a reset
     /// normalises it before hashing, so a password with compatibility characters
-    /// (full-width letters, ligatures) signs in as typed. With no hash (unknown user, unusable password), checks against a dummy hash
-    /// so the answer takes as long either way.
+    /// (full-width letters, ligatures) signs in as typed. With no hash (unknown user,
+    /// unusable password), checks against a dummy hash so the answer takes as long either
+    /// way.
     pub async fn verify(
         &self,
         password: SecretString,

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailKey, User, UserId};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
@@ -230,6 +231,23 @@ impl SendResetEmail {
         }
     }
 
+    /// As configured: links from `RESET_LINK_TEMPLATE` signed with `TOKEN_KEYS` for
+    /// `PASSWORD_RESET_TIMEOUT`, mail in `PRODUCT_NAME`'s name.
+    pub fn configured(
+        config: &Config,
+        users: Arc<dyn UserRepository>,
+        mailer: Arc<dyn Mailer>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let signer = TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs);
+        let composer = MailComposer::new(
+            config.product_name.clone(),
+            config.link_template.clone(),
+            signer.lifetime_secs(),
+        );
+        Self::new(users, mailer, clock, signer, composer)
+    }
+
     /// Publishes the `PasswordChanged` event jobs a confirm queued (`EVENT_BUS_NAME`).
     pub fn with_events(self, events: Arc<dyn EventPublisher>) -> Self {
         Self {
@@ -368,11 +386,29 @@ impl ConfirmReset {
         }
     }
 
-    /// Every landed change also queues a `PasswordChanged` event job, in the same
-    /// transaction, for `send-reset-email` to publish.
-    pub fn queueing_events(self) -> Self {
+    /// As configured: tokens checked with `TOKEN_KEYS` for `PASSWORD_RESET_TIMEOUT`, the
+    /// policy at `PASSWORD_MIN_LENGTH`, new hashes by `hasher` (shared with whatever else
+    /// verifies, so they share its memory pool).
+    pub fn configured(
+        config: &Config,
+        users: Arc<dyn UserRepository>,
+        clock: Arc<dyn Clock>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        Self::new(
+            users,
+            clock,
+            TokenSigner::new(config.token_keys.clone(), config.token_lifetime_secs),
+            PasswordPolicy::new(config.min_password_length),
+            hasher,
+        )
+    }
+
+    /// With `queue` set, every landed change also queues a `PasswordChanged` event job, in
+    /// the same transaction, for `send-reset-email` to publish.
+    pub fn queueing_events(self, queue: bool) -> Self {
         Self {
-            events: true,
+            events: queue,
             ..self
         }
     }

@@ -28,14 +28,18 @@ fn sdk() -> Sdk {
     )
 }
 
-fn pwreset(moto: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(pwreset_bin())
-        .args(args)
+/// `command` pointed at moto, with test credentials and no profile from the caller.
+fn on_moto<'c>(command: &'c mut Command, moto: &str) -> &'c mut Command {
+    command
         .env("AWS_ENDPOINT_URL_DYNAMODB", moto)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env_remove("AWS_PROFILE")
+}
+
+fn pwreset(moto: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = on_moto(Command::new(pwreset_bin()).args(args), moto)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -449,17 +453,15 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(seen.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(pwreset_bin())
-        .args([email, table, first, again])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", moto)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("python3 with pty");
+    let output = on_moto(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(pwreset_bin())
+            .args([email, table, first, again]),
+        moto,
+    )
+    .output()
+    .expect("python3 with pty");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

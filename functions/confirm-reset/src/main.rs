@@ -10,10 +10,8 @@ use pwreset_core::config::LambdaNeeds;
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http;
 use pwreset_core::lambda::{self, Startup};
-use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::SystemClock;
 use pwreset_core::service::ConfirmReset;
-use pwreset_core::token::TokenSigner;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -24,16 +22,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     })?;
     let store = startup.store();
     let config = startup.config;
-    let mut service = ConfirmReset::new(
+    // send-reset-email publishes the event jobs queued here (the same EVENT_BUS_NAME).
+    let service = ConfirmReset::configured(
+        &config,
         store,
         Arc::new(SystemClock),
-        TokenSigner::new(config.token_keys, config.token_lifetime_secs),
-        PasswordPolicy::new(config.min_password_length),
         PasswordHasher::owasp().writing(config.hash_format),
-    );
-    // send-reset-email publishes what is queued here (the same EVENT_BUS_NAME).
-    if config.event_bus.is_some() {
-        service = service.queueing_events();
-    }
+    )
+    .queueing_events(config.event_bus.is_some());
     lambda_http::run(http::for_lambda(http::confirm_routes(Arc::new(service)))).await
 }

@@ -15,10 +15,8 @@ use pwreset_core::adapters::ses::SesMailer;
 use pwreset_core::config::LambdaNeeds;
 use pwreset_core::delivery::stream::deliver_batch;
 use pwreset_core::lambda::{self, Startup};
-use pwreset_core::mail::MailComposer;
 use pwreset_core::ports::SystemClock;
 use pwreset_core::service::SendResetEmail;
-use pwreset_core::token::TokenSigner;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -26,31 +24,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let startup = Startup::load(LambdaNeeds::ALL)?;
     let store = startup.store();
     let Startup { config, aws, .. } = startup;
-    let configuration_set = std::env::var("SES_CONFIGURATION_SET")
-        .ok()
-        .filter(|s| !s.trim().is_empty());
     let mailer = SesMailer::new(
         aws.sesv2_client(),
         config.mail_from.clone(),
-        configuration_set,
+        SesMailer::configuration_set_from_env(),
     );
-    let signer = TokenSigner::new(config.token_keys, config.token_lifetime_secs);
-    let composer = MailComposer::new(
-        config.product_name,
-        config.link_template,
-        signer.lifetime_secs(),
-    );
-    let mut deliverer = SendResetEmail::new(
-        store,
-        Arc::new(mailer),
-        Arc::new(SystemClock),
-        signer,
-        composer,
-    );
-    if let Some(bus) = config.event_bus {
+    let mut deliverer =
+        SendResetEmail::configured(&config, store, Arc::new(mailer), Arc::new(SystemClock));
+    if let Some(bus) = &config.event_bus {
         deliverer = deliverer.with_events(Arc::new(EventBridgePublisher::new(
             aws.eventbridge_client(),
-            bus,
+            bus.clone(),
         )));
     }
     let deliverer = Arc::new(deliverer);

@@ -8,28 +8,21 @@ use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::aws::{Failure, classify_sdk_error};
+use super::aws::{Failure, classify_sdk_error, is_transient_code};
 use crate::ports::{EventPublisher, PasswordChangedEvent, PublishError};
 
-/// Error codes (with or without the `Exception` suffix) worth retrying, for the call and for
-/// a refused entry alike.
+/// Error codes worth retrying, for the call and for a refused entry alike, without the
+/// `Exception` suffix (`is_transient_code` strips it from what AWS sends:
+/// `InternalException` is `Internal`).
 const TRANSIENT_CODES: &[&str] = &[
     "Throttling",
-    "ThrottlingException",
     "LimitExceeded",
     "InternalFailure",
-    "InternalException",
+    "Internal",
     "ServiceUnavailable",
     "RequestTimeout",
     "ConcurrentModification",
 ];
-
-fn is_transient_code(code: &str) -> bool {
-    let bare = code.strip_suffix("Exception").unwrap_or(code);
-    TRANSIENT_CODES
-        .iter()
-        .any(|c| c.strip_suffix("Exception").unwrap_or(c) == bare)
-}
 
 /// An EventBridge client from the environment with our timeouts and retries (the CLI's
 /// way, see [`crate::adapters::aws_sdk_config`]).
@@ -85,7 +78,7 @@ impl EventPublisher for EventBridgePublisher {
             .unwrap_or("unknown")
             .to_owned();
         let message = format!("EventBridge PutEvents: the entry was refused ({code})");
-        if is_transient_code(&code) {
+        if is_transient_code(&code, TRANSIENT_CODES) {
             Err(PublishError::Transient(message))
         } else {
             Err(PublishError::Permanent(message))
@@ -105,7 +98,7 @@ mod tests {
             "InternalFailure",
             "InternalException",
         ] {
-            assert!(is_transient_code(code), "{code}");
+            assert!(is_transient_code(code, TRANSIENT_CODES), "{code}");
         }
         for code in [
             "AccessDeniedException",
@@ -113,7 +106,7 @@ mod tests {
             "ValidationException",
             "unknown",
         ] {
-            assert!(!is_transient_code(code), "{code}");
+            assert!(!is_transient_code(code, TRANSIENT_CODES), "{code}");
         }
     }
 }

@@ -215,13 +215,32 @@ pub struct SentMail {
     pub sent_at: OffsetDateTime,
 }
 
+/// The next `n` calls fail: the retry paths' switch, in the core's own tests only.
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct FailNext(AtomicUsize);
+
+#[cfg(test)]
+impl FailNext {
+    fn set(&self, n: usize) {
+        self.0.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether this call is one of those told to fail (counting it off).
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// Keeps every message (oldest first); in the core's own tests it can be told to fail, for
 /// the retry paths.
 #[derive(Debug, Default)]
 pub struct RecordingMailer {
     sent: Mutex<Vec<SentMail>>,
     #[cfg(test)]
-    transient_failures: AtomicUsize,
+    transient_failures: FailNext,
 }
 
 impl RecordingMailer {
@@ -236,7 +255,7 @@ impl RecordingMailer {
     /// The next `n` sends fail as if the mail service were down.
     #[cfg(test)]
     pub fn fail_next(&self, n: usize) {
-        self.transient_failures.store(n, Ordering::SeqCst);
+        self.transient_failures.set(n);
     }
 }
 
@@ -244,11 +263,7 @@ impl RecordingMailer {
 impl Mailer for RecordingMailer {
     async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
         #[cfg(test)]
-        if self
-            .transient_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if self.transient_failures.take() {
             return Err(MailError::Transient("mailer told to fail".into()));
         }
         lock(&self.sent).push(SentMail {
@@ -265,7 +280,7 @@ impl Mailer for RecordingMailer {
 #[derive(Debug, Default)]
 pub struct RecordingPublisher {
     published: Mutex<Vec<crate::ports::PasswordChangedEvent>>,
-    transient_failures: AtomicUsize,
+    transient_failures: FailNext,
 }
 
 #[cfg(test)]
@@ -275,7 +290,7 @@ impl RecordingPublisher {
     }
 
     pub fn fail_next(&self, n: usize) {
-        self.transient_failures.store(n, Ordering::SeqCst);
+        self.transient_failures.set(n);
     }
 }
 
@@ -286,11 +301,7 @@ impl crate::ports::EventPublisher for RecordingPublisher {
         &self,
         event: &crate::ports::PasswordChangedEvent,
     ) -> Result<(), crate::ports::PublishError> {
-        if self
-            .transient_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
+        if self.transient_failures.take() {
             return Err(crate::ports::PublishError::Transient(
                 "publisher told to fail".into(),
             ));

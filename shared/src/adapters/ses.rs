@@ -36,6 +36,13 @@ pub struct SesMailer {
 }
 
 impl SesMailer {
+    /// `SES_CONFIGURATION_SET`, when set and not blank.
+    pub fn configuration_set_from_env() -> Option<String> {
+        std::env::var("SES_CONFIGURATION_SET")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    }
+
     pub fn new(client: Client, from: impl Into<String>, configuration_set: Option<String>) -> Self {
         Self {
             client,

@@ -354,7 +354,7 @@ async fn with_events_a_confirm_queues_the_event_beside_the_notice_and_without_no
     for events in [false, true] {
         let mut w = world();
         if events {
-            w.confirm = w.confirm.queueing_events();
+            w.confirm = w.confirm.queueing_events(true);
         }
         let user = w.add_user("a@example.org", true).await;
         let (uid, token) = w.reset_link("a@example.org").await;
