@@ -5,8 +5,9 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use pwreset_core::adapters::dynamodb::table::create_table;
+use pwreset_core::adapters::dynamodb::table::{create_table, create_users_table};
 use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
+use pwreset_core::config::{UsersLayout, UsersTable};
 use pwreset_core::domain::{EmailAddress, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::{InsertOutcome, UserRepository as _};
@@ -19,10 +20,33 @@ pub fn table_name(flag: Option<String>) -> anyhow::Result<String> {
         .context("no table: pass --table or set TABLE_NAME")
 }
 
+/// The store over `table`, with users where `USERS_TABLE` and `USERS_*` say.
+async fn store(table: String) -> anyhow::Result<DynamoStore> {
+    let users = UsersTable::from_env(&table)?;
+    Ok(DynamoStore::new(dynamodb_client().await, table).with_users(users))
+}
+
+/// Creates every table pwreset owns: `table` (outbox on its stream, rate limits with TTL)
+/// and, unless `USERS_*` describes a team's table, its own users table. A team's table is
+/// never created or changed.
 pub async fn table_create(table: &str) -> anyhow::Result<()> {
+    let users = UsersTable::from_env(table)?;
     let client = dynamodb_client().await;
     create_table(&client, table).await?;
-    println!("table {table} is ready (users, outbox on its stream, rate limits with TTL)");
+    println!("table {table} is ready (outbox on its stream, rate limits with TTL)");
+    match users.layout {
+        UsersLayout::Own => {
+            create_users_table(&client, &users.name).await?;
+            println!(
+                "table {} is ready (users, pwreset's own layout)",
+                users.name
+            );
+        }
+        UsersLayout::Mapped(_) => println!(
+            "table {} holds the users as USERS_* describes it: left as it is",
+            users.name
+        ),
+    }
     Ok(())
 }
 
@@ -61,9 +85,9 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
     let email =
         EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("invalid e-mail address: {e}"))?;
     let password = password_from_stdin()?;
-    let store = DynamoStore::new(dynamodb_client().await, table);
+    let store = store(table).await?;
     let user = User {
-        uid: UserId::generate(),
+        uid: store.fresh_uid(),
         email,
         password_hash: Some(
             PasswordHasher::owasp()
@@ -118,15 +142,15 @@ pub struct ImportReport {
     pub invalid_email: usize,
     pub duplicate: usize,
     pub other_models: usize,
-    /// A user object whose primary key is missing or not usable as a user id (1 to 64 of
-    /// A-Z, a-z, 0-9, `-`, `_`).
+    /// A user object whose primary key is missing, not a number or string, or longer than
+    /// a user id can carry (255 bytes).
     pub unusable_pk: usize,
 }
 
 fn user_id_from_pk(pk: &serde_json::Value) -> Option<UserId> {
     match pk {
         serde_json::Value::Number(n) => UserId::parse(&n.to_string()).ok(),
-        serde_json::Value::String(s) => UserId::parse(s).ok(),
+        serde_json::Value::String(s) => UserId::from_key(s),
         _ => None,
     }
 }
@@ -141,7 +165,7 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let objects: Vec<DumpObject> = serde_json::from_str(&text)
         .context("expected the JSON array `manage.py dumpdata auth.user` writes")?;
-    let store = DynamoStore::new(dynamodb_client().await, table);
+    let store = store(table).await?;
     let mut report = ImportReport::default();
     let mut seen = HashSet::new();
     for object in objects {
@@ -191,9 +215,74 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
     );
     if report.unusable_pk > 0 {
         println!(
-            "skipped {} without a primary key usable as a user id (1 to 64 of A-Z, a-z, 0-9, '-', '_')",
+            "skipped {} without a primary key usable as a user id (a number, or a string of 1 to 255 bytes)",
             report.unusable_pk
         );
     }
     Ok(report)
+}
+
+/// `pwreset users backfill-keys`: pages through the users table, writing keys, with a
+/// progress line (a bar at a terminal) on stderr and the summary on stdout. After every
+/// page the position to resume from is printed, so an interrupted run loses nothing.
+pub async fn users_backfill_keys(
+    table: String,
+    mut resume: Option<String>,
+    page_size: i32,
+) -> anyhow::Result<()> {
+    let store = store(table).await?;
+    store
+        .users
+        .backfill_mapping()
+        .map_err(|why| anyhow::anyhow!("nothing to backfill: {why}"))?;
+    let progress = indicatif::ProgressBar::new_spinner();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut total = pwreset_core::adapters::dynamodb::users::BackfillPage::default();
+    loop {
+        let page = store
+            .users
+            .backfill_page(&store.client, resume.as_deref(), page_size)
+            .await
+            .with_context(|| match &resume {
+                Some(token) => format!("stopped; run again with --resume {token}"),
+                None => "stopped before the first page was done; run again".to_owned(),
+            })?;
+        total.scanned += page.scanned;
+        total.written += page.written;
+        total.already_right += page.already_right;
+        total.skipped_no_address += page.skipped_no_address;
+        total.skipped_not_an_address += page.skipped_not_an_address;
+        total.skipped_changed += page.skipped_changed;
+        let line = format!(
+            "scanned {}, written {}, already right {}",
+            total.scanned, total.written, total.already_right
+        );
+        progress.set_message(line.clone());
+        progress.tick();
+        resume = page.next;
+        match &resume {
+            Some(token) if progress.is_hidden() => {
+                eprintln!("{line}; resume with --resume {token}")
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    progress.finish_and_clear();
+    println!(
+        "scanned {}: written {}, already right {}, skipped {} (no address {}, not an address {}, address changed during the run {})",
+        total.scanned,
+        total.written,
+        total.already_right,
+        total.skipped_no_address + total.skipped_not_an_address + total.skipped_changed,
+        total.skipped_no_address,
+        total.skipped_not_an_address,
+        total.skipped_changed,
+    );
+    if total.skipped_changed > 0 {
+        println!("run it again to cover the users whose address changed during the run");
+    }
+    Ok(())
 }

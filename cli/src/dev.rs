@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::HOST;
 use pwreset_core::adapters::memory::{MemoryStore, RecordingMailer};
-use pwreset_core::domain::{EmailAddress, EmailKey, User, UserId};
+use pwreset_core::domain::{EmailAddress, EmailLookup, User};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{ApiJson, Problem, json_response};
 use pwreset_core::ports::{InsertOutcome, UserRepository};
@@ -255,7 +255,7 @@ async fn create_user(
         .await
         .map_err(|_| Problem::internal())?;
     let user = User {
-        uid: UserId::generate(),
+        uid: app.users.fresh_uid(),
         email,
         password_hash: Some(hash),
         active: body.active.unwrap_or(true),
@@ -276,14 +276,26 @@ async fn login(
     State(app): State<Arc<DevState>>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, Problem> {
-    let key = EmailKey::normalise(&body.email).map_err(|_| Problem::invalid_email())?;
-    let user = app.users.find_by_email_key(&key).await?;
-    let stored = user.filter(|u| u.active).and_then(|u| u.password_hash);
-    let valid = app
-        .hasher
-        .verify(SecretString::from(body.password), stored)
-        .await
-        .map_err(|_| Problem::internal())?;
+    let lookup = EmailLookup::from_request(&body.email).map_err(|_| Problem::invalid_email())?;
+    let mut stored: Vec<_> = (app.users.find_by_email(&lookup).await?)
+        .into_iter()
+        .filter(|u| u.active)
+        .filter_map(|u| u.password_hash)
+        .map(Some)
+        .collect();
+    if stored.is_empty() {
+        // No account: one verify against a dummy all the same.
+        stored.push(None);
+    }
+    let mut valid = false;
+    // A team's table may hold several accounts for one address: any of them signs in.
+    for hash in stored {
+        valid |= app
+            .hasher
+            .verify(SecretString::from(body.password.clone()), hash)
+            .await
+            .map_err(|_| Problem::internal())?;
+    }
     Ok(json_response(StatusCode::OK, &LoginResult { valid }))
 }
 

@@ -59,6 +59,29 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Chores over a whole users table (needs the `aws` feature).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Write pwreset's normalised e-mail key into USERS_EMAIL_KEY_ATTRIBUTE of every user
+    /// in a team's table (USERS_EMAIL_MATCH=key), each write conditional on the address it
+    /// was computed from. Safe to run again; interrupted, it resumes where it stopped.
+    BackfillKeys {
+        /// pwreset's table (default: $TABLE_NAME); the users table is USERS_TABLE.
+        #[arg(long)]
+        table: Option<String>,
+        /// Start after this position (printed after every page and on interruption).
+        #[arg(long, value_name = "TOKEN")]
+        resume: Option<String>,
+        /// Items read per page.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1000))]
+        page_size: i32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +148,7 @@ async fn main() -> std::process::ExitCode {
         } => serve::run(addr, backend, !no_demo, dev_routes, mail).await,
         Command::Table { command } => table(command).await,
         Command::User { command } => user(command).await,
+        Command::Users { command } => users(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -160,6 +184,22 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .map(|_| ())
         }
     }
+}
+
+#[cfg(feature = "aws")]
+async fn users(command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::BackfillKeys {
+            table,
+            resume,
+            page_size,
+        } => admin::users_backfill_keys(admin::table_name(table)?, resume, page_size).await,
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn users(_command: UsersCommand) -> anyhow::Result<()> {
+    anyhow::bail!(NEEDS_AWS)
 }
 
 #[cfg(not(feature = "aws"))]

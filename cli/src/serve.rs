@@ -197,7 +197,8 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
     use pwreset_core::adapters::dynamodb::{DynamoStore, dynamodb_client};
     use pwreset_core::adapters::ses::{SesMailer, sesv2_client};
     let table = pwreset_core::config::required("TABLE_NAME")?;
-    let store = Arc::new(DynamoStore::new(dynamodb_client().await, table));
+    let users = pwreset_core::config::UsersTable::from_env(&table)?;
+    let store = Arc::new(DynamoStore::new(dynamodb_client().await, table).with_users(users));
     let stream_arn = crate::stream_reader::stream_arn(&store).await?;
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
@@ -253,7 +254,7 @@ async fn seed_demo_user(dev: &DevState) -> anyhow::Result<()> {
     // A random password nobody knows: the demo is about resetting it.
     let password = SecretString::from(UserId::generate().as_str().to_owned());
     let user = User {
-        uid: UserId::generate(),
+        uid: dev.users.fresh_uid(),
         email: EmailAddress::parse(DEMO_EMAIL)?,
         password_hash: Some(dev.hasher.hash(password).await?),
         active: true,

@@ -276,6 +276,209 @@ fn hash_format(raw: Option<String>) -> Result<HashFormat, ConfigError> {
     }
 }
 
+/// `USERS_EMAIL_MATCH`: what the e-mail index's key attribute holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailMatch {
+    /// pwreset's normalised key ([`crate::domain::EmailKey`]).
+    Key,
+    /// The address trimmed and lower-cased ([`crate::domain::EmailLower`]).
+    Lower,
+}
+
+/// The DynamoDB type of a team table's partition key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    S,
+    N,
+}
+
+/// A team's users table, described by `USERS_*` (see the README's integration guide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMapping {
+    pub key_attribute: String,
+    /// `USERS_KEY_TYPE`; unset, pwreset learns it from the table's first answer.
+    pub key_type: Option<KeyType>,
+    pub email_index: String,
+    pub email_attribute: String,
+    pub email_key_attribute: String,
+    pub email_match: EmailMatch,
+    pub hash_attribute: String,
+    pub active_attribute: Option<String>,
+    pub credential_version_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsersLayout {
+    /// pwreset's own: `USER#<uid>` items and one `EMAIL#<key>` lookup item per address.
+    Own,
+    Mapped(UserMapping),
+}
+
+/// Where users live: `USERS_TABLE` (default `<TABLE_NAME>-users`, pwreset's own layout)
+/// and how its items look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsersTable {
+    pub name: String,
+    pub layout: UsersLayout,
+}
+
+/// The variables that describe a team's table; each needs `USERS_KEY_ATTRIBUTE`.
+const MAPPING_VARIABLES: &[&str] = &[
+    "USERS_EMAIL_INDEX",
+    "USERS_EMAIL_ATTRIBUTE",
+    "USERS_EMAIL_KEY_ATTRIBUTE",
+    "USERS_EMAIL_MATCH",
+    "USERS_HASH_ATTRIBUTE",
+    "USERS_ACTIVE_ATTRIBUTE",
+    "USERS_CREDENTIAL_VERSION_ATTRIBUTE",
+    "USERS_KEY_TYPE",
+];
+
+impl UsersTable {
+    /// pwreset's own users table beside `table`.
+    pub fn own_beside(table: &str) -> Self {
+        Self {
+            name: format!("{table}-users"),
+            layout: UsersLayout::Own,
+        }
+    }
+
+    pub fn from_env(table: &str) -> Result<Self, ConfigError> {
+        Self::from_lookup(table, |name| std::env::var(name).ok())
+    }
+
+    /// Reads `USERS_*` through `lookup`; a bad or incomplete description stops start-up
+    /// naming the variable. Empty counts as unset.
+    pub fn from_lookup(
+        table: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let name = match get("USERS_TABLE") {
+            Some(name) => {
+                let valid = (3..=1024).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));
+                if !valid {
+                    return Err(error(
+                        "USERS_TABLE",
+                        "expected a DynamoDB table name or ARN (3 to 255 of A-Z a-z 0-9 . _ -)",
+                    ));
+                }
+                name
+            }
+            None => Self::own_beside(table).name,
+        };
+        let attribute = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(variable) {
+                Some(name) if name.len() > 255 || name.chars().any(char::is_control) => Err(error(
+                    variable,
+                    "expected an attribute name of 1 to 255 bytes",
+                )),
+                other => Ok(other),
+            }
+        };
+        let Some(key_attribute) = attribute("USERS_KEY_ATTRIBUTE")? else {
+            if let Some(variable) = MAPPING_VARIABLES.iter().find(|v| get(v).is_some()) {
+                return Err(error(
+                    variable,
+                    "describes a team's users table: set USERS_KEY_ATTRIBUTE (its partition \
+                     key) too, or unset it for pwreset's own layout",
+                ));
+            }
+            return Ok(Self {
+                name,
+                layout: UsersLayout::Own,
+            });
+        };
+        let email_index = attribute("USERS_EMAIL_INDEX")?.ok_or_else(|| {
+            error(
+                "USERS_EMAIL_INDEX",
+                "is required with USERS_KEY_ATTRIBUTE: the global secondary index whose \
+                 partition key is USERS_EMAIL_KEY_ATTRIBUTE",
+            )
+        })?;
+        let email_attribute = attribute("USERS_EMAIL_ATTRIBUTE")?.unwrap_or_else(|| "email".into());
+        let email_key_attribute =
+            attribute("USERS_EMAIL_KEY_ATTRIBUTE")?.unwrap_or_else(|| email_attribute.clone());
+        let email_match = match get("USERS_EMAIL_MATCH").map(|v| v.to_ascii_lowercase()) {
+            None => EmailMatch::Key,
+            Some(v) if v == "key" => EmailMatch::Key,
+            Some(v) if v == "lower" => EmailMatch::Lower,
+            Some(v) => {
+                return Err(error(
+                    "USERS_EMAIL_MATCH",
+                    format!("expected key or lower, got {v:?}"),
+                ));
+            }
+        };
+        let key_type = match get("USERS_KEY_TYPE").map(|v| v.to_ascii_uppercase()) {
+            None => None,
+            Some(v) if v == "S" => Some(KeyType::S),
+            Some(v) if v == "N" => Some(KeyType::N),
+            Some(v) => {
+                return Err(error(
+                    "USERS_KEY_TYPE",
+                    format!("expected S or N, got {v:?}"),
+                ));
+            }
+        };
+        let hash_attribute =
+            attribute("USERS_HASH_ATTRIBUTE")?.unwrap_or_else(|| "password_hash".into());
+        let active_attribute = attribute("USERS_ACTIVE_ATTRIBUTE")?;
+        let credential_version_attribute = attribute("USERS_CREDENTIAL_VERSION_ATTRIBUTE")?;
+        // One attribute, one meaning: only the address may double as the index's key.
+        let mut seen: Vec<(&'static str, &str)> = vec![("USERS_KEY_ATTRIBUTE", &key_attribute)];
+        let named = [
+            ("USERS_EMAIL_ATTRIBUTE", Some(email_attribute.as_str())),
+            ("USERS_HASH_ATTRIBUTE", Some(hash_attribute.as_str())),
+            ("USERS_ACTIVE_ATTRIBUTE", active_attribute.as_deref()),
+            (
+                "USERS_CREDENTIAL_VERSION_ATTRIBUTE",
+                credential_version_attribute.as_deref(),
+            ),
+        ];
+        for (variable, value) in named {
+            let Some(value) = value else { continue };
+            if let Some((other, _)) = seen.iter().find(|(_, v)| *v == value) {
+                return Err(error(
+                    variable,
+                    format!("names the same attribute as {other} ({value:?})"),
+                ));
+            }
+            seen.push((variable, value));
+        }
+        if let Some((other, _)) = seen
+            .iter()
+            .find(|(v, name)| *v != "USERS_EMAIL_ATTRIBUTE" && *name == email_key_attribute)
+        {
+            return Err(error(
+                "USERS_EMAIL_KEY_ATTRIBUTE",
+                format!("names the same attribute as {other} ({email_key_attribute:?})"),
+            ));
+        }
+        Ok(Self {
+            name,
+            layout: UsersLayout::Mapped(UserMapping {
+                key_attribute,
+                key_type,
+                email_index,
+                email_attribute,
+                email_key_attribute,
+                email_match,
+                hash_attribute,
+                active_attribute,
+                credential_version_attribute,
+            }),
+        })
+    }
+}
+
 /// Reads a required plain variable (e.g. `TABLE_NAME`).
 pub fn required(variable: &'static str) -> Result<String, ConfigError> {
     std::env::var(variable)
@@ -288,6 +491,94 @@ pub fn required(variable: &'static str) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    fn users(vars: &[(&str, &str)]) -> Result<UsersTable, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        UsersTable::from_lookup("pwreset", |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn users_live_beside_the_table_in_the_own_layout_by_default() {
+        assert_eq!(users(&[]), Ok(UsersTable::own_beside("pwreset")));
+        assert_eq!(
+            users(&[("USERS_TABLE", "people")]).map(|u| (u.name, u.layout)),
+            Ok(("people".to_owned(), UsersLayout::Own))
+        );
+    }
+
+    #[test]
+    fn a_team_table_is_described_with_defaults_for_what_is_left_out() {
+        let table = users(&[
+            ("USERS_TABLE", "app-users"),
+            ("USERS_KEY_ATTRIBUTE", "id"),
+            ("USERS_EMAIL_INDEX", "by_email"),
+            ("USERS_EMAIL_MATCH", "lower"),
+            ("USERS_CREDENTIAL_VERSION_ATTRIBUTE", "session_version"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            table.layout,
+            UsersLayout::Mapped(UserMapping {
+                key_attribute: "id".into(),
+                key_type: None,
+                email_index: "by_email".into(),
+                email_attribute: "email".into(),
+                email_key_attribute: "email".into(),
+                email_match: EmailMatch::Lower,
+                hash_attribute: "password_hash".into(),
+                active_attribute: None,
+                credential_version_attribute: Some("session_version".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_or_incomplete_description_names_the_variable() {
+        let base = [
+            ("USERS_KEY_ATTRIBUTE", "id"),
+            ("USERS_EMAIL_INDEX", "by_email"),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = base.to_vec();
+            vars.push(extra);
+            users(&vars).map(|_| ()).map_err(|e| e.variable)
+        };
+        assert_eq!(
+            users(&[("USERS_EMAIL_INDEX", "by_email")]).map_err(|e| e.variable),
+            Err("USERS_EMAIL_INDEX")
+        );
+        assert_eq!(
+            users(&[("USERS_HASH_ATTRIBUTE", "pw")]).map_err(|e| e.variable),
+            Err("USERS_HASH_ATTRIBUTE")
+        );
+        assert_eq!(
+            users(&[("USERS_KEY_ATTRIBUTE", "id")]).map_err(|e| e.variable),
+            Err("USERS_EMAIL_INDEX")
+        );
+        assert_eq!(
+            with(("USERS_EMAIL_MATCH", "exact")),
+            Err("USERS_EMAIL_MATCH")
+        );
+        assert_eq!(with(("USERS_KEY_TYPE", "B")), Err("USERS_KEY_TYPE"));
+        assert_eq!(
+            with(("USERS_HASH_ATTRIBUTE", "id")),
+            Err("USERS_HASH_ATTRIBUTE")
+        );
+        assert_eq!(
+            with(("USERS_ACTIVE_ATTRIBUTE", "password_hash")),
+            Err("USERS_ACTIVE_ATTRIBUTE")
+        );
+        assert_eq!(
+            with(("USERS_EMAIL_KEY_ATTRIBUTE", "password_hash")),
+            Err("USERS_EMAIL_KEY_ATTRIBUTE")
+        );
+        assert_eq!(with(("USERS_TABLE", "a b")), Err("USERS_TABLE"));
+        assert_eq!(with(("USERS_KEY_TYPE", "n")), Ok(()));
+        assert_eq!(with(("USERS_EMAIL_KEY_ATTRIBUTE", "email_key")), Ok(()));
+    }
     use std::time::Duration;
 
     fn dev() -> Mode {

@@ -208,17 +208,81 @@ impl fmt::Debug for EmailKey {
     }
 }
 
+/// The typed address trimmed and lower-cased (`str::to_lowercase`): what many apps store
+/// and index their users' addresses as (`USERS_EMAIL_MATCH=lower`). Only a way to find
+/// candidates; a match is mailed only if its stored address has the requested [`EmailKey`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EmailLower(String);
+
+impl EmailLower {
+    pub fn of(raw: &str) -> Self {
+        Self(raw.trim().to_lowercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EmailLower {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EmailLower(<redacted>)")
+    }
+}
+
+/// What a reset request looks users up by: the lookup key, and the lower-cased spelling
+/// for tables indexed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailLookup {
+    pub key: EmailKey,
+    pub lower: EmailLower,
+}
+
+impl EmailLookup {
+    /// From request input: refused exactly when [`EmailKey::normalise`] refuses it.
+    pub fn from_request(raw: &str) -> Result<Self, EmailError> {
+        Ok(Self {
+            key: EmailKey::normalise(raw)?,
+            lower: EmailLower::of(raw),
+        })
+    }
+}
+
+impl From<EmailKey> for EmailLookup {
+    /// For a key alone (an outbox item written before the lower spelling was carried, or
+    /// an address typed in lower case already): the key is its own lower spelling.
+    fn from(key: EmailKey) -> Self {
+        let lower = EmailLower(key.as_str().to_owned());
+        Self { key, lower }
+    }
+}
+
 /// An opaque, URL-safe user id (never the e-mail address).
+///
+/// Two spellings, never ambiguous: a key that is already 1 to 64 characters of
+/// `A-Z a-z 0-9 - _` is its own id (so a team's `id` attribute `"42"` or `"u-7f3a"` is the
+/// `uid` in links and events as it is); any other key value (an address, a key with dots
+/// or slashes, a long one) is `~` followed by its UTF-8 bytes in base64url without padding.
+/// [`UserId::from_key`] and [`UserId::key_value`] convert between the two.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a user id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
+#[error(
+    "a user id is 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_', or '~' and the base64url \
+     of a key of up to 255 bytes"
+)]
 pub struct UserIdError;
+
+/// Marks the encoded spelling of a [`UserId`] (RFC 3986 unreserved, so links keep it).
+const ENCODED_UID_MARK: char = '~';
 
 impl UserId {
     pub const MAX_LEN: usize = 64;
+    /// The longest key value an id can carry (longer ones cannot take part in resets).
+    pub const MAX_KEY_BYTES: usize = 255;
 
     /// A fresh random id: 128 bits, base64url without padding (22 characters).
     pub fn generate() -> Self {
@@ -227,22 +291,66 @@ impl UserId {
         Self(URL_SAFE_NO_PAD.encode(bytes))
     }
 
+    /// A fresh random id of digits only (18 of them, below 10^18): one a key of type `N`
+    /// can hold as well as one of type `S`.
+    pub fn generate_numeric() -> Self {
+        use rand::Rng as _;
+        let n: u64 = rand::rng().random_range(100_000_000_000_000_000..1_000_000_000_000_000_000);
+        Self(n.to_string())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, UserIdError> {
-        let ok = !raw.is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(UserIdError)
+        if is_plain_uid(raw) {
+            return Ok(Self(raw.to_owned()));
+        }
+        // The encoded spelling must be the one `from_key` makes for a key that needs it.
+        let encoded = raw.strip_prefix(ENCODED_UID_MARK).ok_or(UserIdError)?;
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| UserIdError)?;
+        let key = String::from_utf8(bytes).map_err(|_| UserIdError)?;
+        match Self::from_key(&key) {
+            Some(id) if id.0 == raw => Ok(id),
+            _ => Err(UserIdError),
+        }
+    }
+
+    /// The id of a user whose key attribute holds `value` (`None`: empty, or longer than
+    /// [`Self::MAX_KEY_BYTES`]).
+    pub fn from_key(value: &str) -> Option<Self> {
+        if is_plain_uid(value) {
+            return Some(Self(value.to_owned()));
+        }
+        if value.is_empty() || value.len() > Self::MAX_KEY_BYTES {
+            return None;
+        }
+        Some(Self(format!(
+            "{ENCODED_UID_MARK}{}",
+            URL_SAFE_NO_PAD.encode(value.as_bytes())
+        )))
+    }
+
+    /// The key attribute's value this id stands for.
+    pub fn key_value(&self) -> String {
+        match self.0.strip_prefix(ENCODED_UID_MARK) {
+            Some(encoded) => URL_SAFE_NO_PAD
+                .decode(encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default(),
+            None => self.0.clone(),
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn is_plain_uid(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= UserId::MAX_LEN
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl TryFrom<String> for UserId {
@@ -431,6 +539,71 @@ mod tests {
         for bad in ["", "a/b", "a b", "a.b", "é", &"a".repeat(65)] {
             assert_eq!(UserId::parse(bad), Err(UserIdError), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn team_keys_become_ids_that_links_carry_and_come_back() {
+        // Safe keys are their own id; every other value is encoded, never mangled.
+        for (key, plain) in [
+            ("42", true),
+            ("u-7f3a_B", true),
+            ("mike@example.org", false),
+            ("a.b/c d", false),
+            ("Gr\u{fc}\u{df}e", false),
+            ("~already-marked", false),
+            (&"a".repeat(65), false),
+        ] {
+            let uid = UserId::from_key(key).expect("id");
+            assert_eq!(uid.as_str() == key, plain, "{key:?}");
+            assert!(
+                uid.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_~".contains(&b)),
+                "{uid:?}"
+            );
+            assert_eq!(uid.key_value(), key);
+            assert_eq!(UserId::parse(uid.as_str()), Ok(uid));
+        }
+        assert_eq!(UserId::from_key(""), None);
+        assert_eq!(UserId::from_key(&"\u{e9}".repeat(128)), None);
+        // An encoded spelling of a key that needs none is not an id: one key, one id.
+        let needless = format!("~{}", URL_SAFE_NO_PAD.encode("42"));
+        assert_eq!(UserId::parse(&needless), Err(UserIdError));
+        for bad in ["~", "~!!", "~wA"] {
+            assert_eq!(UserId::parse(bad), Err(UserIdError), "{bad:?}");
+        }
+        let numeric = UserId::generate_numeric();
+        assert_eq!(numeric.as_str().len(), 18);
+        assert!(numeric.as_str().bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_round_trips_through_its_id(key in prop_oneof![
+            hard_local_part(),
+            "[a-z0-9._/+~ -]{1,80}",
+            "\\PC{1,60}",
+        ]) {
+            if let Some(uid) = UserId::from_key(&key) {
+                prop_assert_eq!(uid.key_value(), key.clone());
+                prop_assert_eq!(UserId::parse(uid.as_str()), Ok(uid));
+            } else {
+                prop_assert!(key.len() > UserId::MAX_KEY_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn the_lower_spelling_is_trimmed_lower_case_and_never_printed() {
+        let lookup = EmailLookup::from_request("  Mike@Example.ORG ").expect("valid");
+        assert_eq!(lookup.lower.as_str(), "mike@example.org");
+        assert_eq!(lookup.key.as_str(), "mike@example.org");
+        // Lower-casing is not case folding: the key folds the sharp s, the lower form keeps it.
+        let sharp = EmailLookup::from_request("Stra\u{df}e@example.org").expect("valid");
+        assert_eq!(sharp.lower.as_str(), "stra\u{df}e@example.org");
+        assert_eq!(sharp.key.as_str(), "strasse@example.org");
+        assert!(!format!("{lookup:?}").contains("mike"));
+        assert!(EmailLookup::from_request("no address").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::adapters::LambdaEnvironment;
 use crate::adapters::dynamodb::DynamoStore;
-use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode};
+use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode, UsersTable};
 
 /// JSON lines (CloudWatch Logs Insights reads the fields), filtered by `RUST_LOG`
 /// (`info` when unset or unreadable). The filter is `target=level` directives
@@ -41,25 +41,29 @@ pub fn init_tracing() {
 pub struct Startup {
     pub config: Config,
     pub table: String,
+    /// `USERS_TABLE` and the `USERS_*` mapping.
+    pub users: UsersTable,
     pub aws: LambdaEnvironment,
 }
 
 impl Startup {
     /// Reads it all, failing fast with a message that names the variable.
     pub fn load(needs: LambdaNeeds) -> Result<Self, ConfigError> {
+        let table = config::required("TABLE_NAME")?;
         Ok(Self {
             config: Config::from_env(&Mode::Lambda(needs))?,
-            table: config::required("TABLE_NAME")?,
+            users: UsersTable::from_env(&table)?,
+            table,
             aws: LambdaEnvironment::from_env()?,
         })
     }
 
-    /// The table adapter, with its SDK client built once for the life of the execution
+    /// The tables' adapter, with its SDK client built once for the life of the execution
     /// environment (connections and TLS sessions survive warm invocations).
     pub fn store(&self) -> Arc<DynamoStore> {
-        Arc::new(DynamoStore::new(
-            self.aws.dynamodb_client(),
-            self.table.clone(),
-        ))
+        Arc::new(
+            DynamoStore::new(self.aws.dynamodb_client(), self.table.clone())
+                .with_users(self.users.clone()),
+        )
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
+use crate::domain::{EmailAddress, EmailKey, EmailLookup, EmailLower, PasswordHash, User, UserId};
 
 /// A dependency failed. Store, mail and delivery errors share one split: `Transient` is
 /// worth retrying (throttling, timeouts, a store that is down), `Permanent` is not (a
@@ -31,6 +31,10 @@ pub enum OutboxJob {
     /// Someone asked for a reset link for this lookup key; the account may not exist.
     ResetRequested {
         email_key: EmailKey,
+        /// The address as typed, trimmed and lower-cased, for tables indexed on that
+        /// spelling; absent when it is the key itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email_lower: Option<EmailLower>,
         requested_at: i64,
         /// Over the per-address limit: written all the same, so a limited request does the
         /// store work an accepted one does (no timing oracle), and dropped by the worker.
@@ -57,6 +61,30 @@ pub struct PasswordChangedEvent {
     pub uid: UserId,
     pub changed_at: i64,
     pub credential_version: u64,
+}
+
+impl OutboxJob {
+    /// The job for a reset request looked up by `lookup`.
+    pub fn reset_requested(lookup: EmailLookup, requested_at: i64, suppressed: bool) -> Self {
+        let email_lower = (lookup.lower.as_str() != lookup.key.as_str()).then_some(lookup.lower);
+        Self::ResetRequested {
+            email_key: lookup.key,
+            email_lower,
+            requested_at,
+            suppressed,
+        }
+    }
+}
+
+/// What a queued reset request looks users up by.
+pub fn reset_lookup(email_key: &EmailKey, email_lower: Option<&EmailLower>) -> EmailLookup {
+    match email_lower {
+        Some(lower) => EmailLookup {
+            key: email_key.clone(),
+            lower: lower.clone(),
+        },
+        None => EmailLookup::from(email_key.clone()),
+    }
 }
 
 impl PasswordChangedEvent {
@@ -131,8 +159,14 @@ pub enum InsertOutcome {
 #[async_trait]
 pub trait UserRepository: Send + Sync {
     async fn find_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError>;
-    async fn find_by_email_key(&self, key: &EmailKey) -> Result<Option<User>, StoreError>;
+    /// Every user whose stored address has `lookup.key` (a team's table may hold several;
+    /// each is mailed at its own address). Inactive ones included: the caller decides.
+    async fn find_by_email(&self, lookup: &EmailLookup) -> Result<Vec<User>, StoreError>;
     async fn insert(&self, user: &User) -> Result<InsertOutcome, StoreError>;
+    /// An id for a new user that this store's key can hold.
+    fn fresh_uid(&self) -> UserId {
+        UserId::generate()
+    }
     async fn commit_password_change(
         &self,
         change: &PasswordChange,
@@ -355,6 +389,7 @@ mod tests {
     fn outbox_jobs_round_trip_through_json() {
         let job = OutboxJob::ResetRequested {
             email_key: EmailKey::normalise("a@b.org").expect("valid"),
+            email_lower: None,
             requested_at: 7,
             suppressed: false,
         };
@@ -369,6 +404,7 @@ mod tests {
         );
         let suppressed = OutboxJob::ResetRequested {
             email_key: EmailKey::normalise("a@b.org").expect("valid"),
+            email_lower: None,
             requested_at: 7,
             suppressed: true,
         };

@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
-use crate::domain::{CandidatePassword, EmailKey, User, UserId};
+use crate::domain::{CandidatePassword, EmailKey, EmailLookup, User, UserId};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
 use crate::policy::PasswordPolicy;
 use crate::ports::{
     ChangeOutcome, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob, PasswordChange,
     PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter, StoreError,
-    UserRepository,
+    UserRepository, reset_lookup,
 };
 use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
 
@@ -107,7 +107,8 @@ impl RequestReset {
         raw_email: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<(), RequestError> {
-        let key = EmailKey::normalise(raw_email).map_err(|_| RequestError::InvalidEmail)?;
+        let lookup =
+            EmailLookup::from_request(raw_email).map_err(|_| RequestError::InvalidEmail)?;
         let now = self.clock.unix_now();
         if let Some(limit) = &self.limits.per_ip {
             if client_ip.is_none() && !self.warned_no_source_ip.swap(true, Ordering::Relaxed) {
@@ -127,8 +128,10 @@ impl RequestReset {
         }
         let mut suppressed = false;
         if let Some(limit) = &self.limits.per_email {
-            if let RateDecision::Limited { .. } =
-                self.limiter.hit(&email_bucket(&key), limit, now).await?
+            if let RateDecision::Limited { .. } = self
+                .limiter
+                .hit(&email_bucket(&lookup.key), limit, now)
+                .await?
             {
                 // Silently: the answer is the same 202, and the job is written all the same
                 // (the worker drops it), so neither the answer nor its timing is an oracle.
@@ -140,11 +143,7 @@ impl RequestReset {
             }
         }
         self.outbox
-            .enqueue(OutboxJob::ResetRequested {
-                email_key: key,
-                requested_at: now,
-                suppressed,
-            })
+            .enqueue(OutboxJob::reset_requested(lookup, now, suppressed))
             .await?;
         Ok(())
     }
@@ -261,26 +260,34 @@ impl SendResetEmail {
             OutboxJob::ResetRequested {
                 suppressed: true, ..
             } => Ok(Delivery::Skipped),
-            OutboxJob::ResetRequested { email_key, .. } => {
-                let Some(user) = self.users.find_by_email_key(email_key).await? else {
-                    return Ok(Delivery::Skipped);
-                };
-                let Some(hash) = user.resettable_hash() else {
-                    return Ok(Delivery::Skipped);
-                };
-                let token = self.signer.sign(
-                    TokenSubject {
-                        uid: &user.uid,
-                        email: &user.email,
-                        password_hash: hash,
-                    },
-                    self.clock.unix_now(),
-                );
-                // To the stored address, never to what was typed in the request.
-                let mail = self.composer.reset_link(&user.email, &user.uid, &token);
-                self.mailer.send(&mail).await?;
-                tracing::info!(event = "mail_sent", kind = "reset_link");
-                Ok(Delivery::Sent)
+            OutboxJob::ResetRequested {
+                email_key,
+                email_lower,
+                ..
+            } => {
+                let lookup = reset_lookup(email_key, email_lower.as_ref());
+                let mut delivery = Delivery::Skipped;
+                // Every active match, each at its own stored address (as Django's form
+                // mails every user with that address); usually there is one.
+                for user in self.users.find_by_email(&lookup).await? {
+                    let Some(hash) = user.resettable_hash() else {
+                        continue;
+                    };
+                    let token = self.signer.sign(
+                        TokenSubject {
+                            uid: &user.uid,
+                            email: &user.email,
+                            password_hash: hash,
+                        },
+                        self.clock.unix_now(),
+                    );
+                    // To the stored address, never to what was typed in the request.
+                    let mail = self.composer.reset_link(&user.email, &user.uid, &token);
+                    self.mailer.send(&mail).await?;
+                    tracing::info!(event = "mail_sent", kind = "reset_link");
+                    delivery = Delivery::Sent;
+                }
+                Ok(delivery)
             }
             OutboxJob::PasswordChanged { uid, .. } => {
                 let Some(user) = self.users.find_by_uid(uid).await? else {

@@ -2,14 +2,16 @@
 //! AWS SDK. Needs `scripts/install-tools` (or `MOTO_SERVER_BIN`).
 #![cfg(feature = "aws")]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use aws_sdk_dynamodb::types::{AttributeValue, ScalarAttributeType, TimeToLiveStatus};
 use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::{self, DynamoStore};
-use pwreset_core::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
+use pwreset_core::config::UsersTable;
+use pwreset_core::domain::{EmailAddress, EmailKey, EmailLookup, PasswordHash, User, UserId};
 use pwreset_core::ports::{
     ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
     RateLimiter, StoreError, UserRepository,
@@ -30,8 +32,64 @@ fn sdk() -> Sdk {
 /// A store on a fresh table of its own in the shared moto server.
 async fn fresh_store() -> DynamoStore {
     let client = sdk().dynamodb(&emulators::moto().url);
-    let table = aws::fresh_table(&client, "pwreset", dynamodb::table::create_table).await;
+    let table = aws::fresh_table(&client, "pwreset", dynamodb::table::create_tables).await;
     DynamoStore::new(client, table)
+}
+
+/// A store whose users live in a team's table: string `id` key, a keys-only `by_email`
+/// index on `email_lower` (the address lower-cased), `is_active`, `session_version`, the
+/// hash in `password`. `extra` adds or replaces `USERS_*` variables.
+async fn team_store(extra: &[(&str, &str)]) -> DynamoStore {
+    team_store_keyed(ScalarAttributeType::S, extra).await
+}
+
+async fn team_store_keyed(key_type: ScalarAttributeType, extra: &[(&str, &str)]) -> DynamoStore {
+    let own = fresh_store().await;
+    let users = aws::team_users_table(
+        &own.client,
+        "app-users",
+        "id",
+        key_type,
+        "by_email",
+        "email_lower",
+    )
+    .await;
+    let mut vars: HashMap<&str, &str> = HashMap::from([
+        ("USERS_TABLE", users.as_str()),
+        ("USERS_KEY_ATTRIBUTE", "id"),
+        ("USERS_EMAIL_INDEX", "by_email"),
+        ("USERS_EMAIL_KEY_ATTRIBUTE", "email_lower"),
+        ("USERS_EMAIL_MATCH", "lower"),
+        ("USERS_HASH_ATTRIBUTE", "password"),
+        ("USERS_ACTIVE_ATTRIBUTE", "is_active"),
+        ("USERS_CREDENTIAL_VERSION_ATTRIBUTE", "session_version"),
+    ]);
+    vars.extend(extra.iter().copied());
+    let mapping =
+        UsersTable::from_lookup(&own.table, |name| vars.get(name).map(|v| (*v).to_owned()))
+            .expect("a valid mapping");
+    own.with_users(mapping)
+}
+
+/// Puts a team's item as the team's own app would have written it.
+async fn put_team_item(store: &DynamoStore, pairs: &[(&str, AttributeValue)]) {
+    store
+        .client
+        .put_item()
+        .table_name(&store.users.table.name)
+        .set_item(Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("put");
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
 }
 
 fn user(email: &str, hash: Option<&str>, active: bool) -> User {
@@ -113,23 +171,23 @@ async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
     // Found under its normalised key, including a look-alike that normalises to it; the
     // stored address keeps its case.
     for raw in ["mike@example.org", "ＭＩＫＥ@EXAMPLE.ORG"] {
-        let found = store.find_by_email_key(&key(raw)).await.expect("by key");
-        assert_eq!(found.as_ref(), Some(&mike), "{raw}");
-        assert_eq!(found.expect("found").email.as_str(), "Mike@Example.org");
+        let found = store.find_by_email(&key(raw).into()).await.expect("by key");
+        assert_eq!(found, vec![mike.clone()], "{raw}");
+        assert_eq!(found[0].email.as_str(), "Mike@Example.org");
     }
     assert_eq!(
         store
-            .find_by_email_key(&key("m\u{131}ke@example.org"))
+            .find_by_email(&key("m\u{131}ke@example.org").into())
             .await
             .expect("lookup"),
-        None
+        Vec::<User>::new()
     );
     assert_eq!(
         store
-            .find_by_email_key(&key("nobody@example.org"))
+            .find_by_email(&key("nobody@example.org").into())
             .await
             .expect("lookup"),
-        None
+        Vec::<User>::new()
     );
     assert_eq!(
         store
@@ -148,10 +206,10 @@ async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
     assert_eq!(store.find_by_uid(&twin.uid).await.expect("by uid"), None);
     assert_eq!(
         store
-            .find_by_email_key(&key("mike@example.org"))
+            .find_by_email(&key("mike@example.org").into())
             .await
             .expect("by key"),
-        Some(mike)
+        vec![mike]
     );
 
     // No password and inactive round-trip as they are.
@@ -168,7 +226,15 @@ async fn inserted_users_are_found_by_uid_and_by_email_key_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_password_changes_exactly_one_lands_with_one_notice() {
-    let store = Arc::new(fresh_store().await);
+    concurrent_changes_land_once(Arc::new(fresh_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_team_table_concurrent_changes_land_once_and_bump_the_version_once() {
+    concurrent_changes_land_once(Arc::new(team_store(&[]).await)).await;
+}
+
+async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
     let old = PasswordHash::new("$argon2id$v=19$old");
     let mike = user("mike@example.org", Some(old.as_str()), true);
     store.insert(&mike).await.expect("insert");
@@ -363,6 +429,12 @@ async fn on_dynamodb_a_change_rechecks_the_address_and_the_active_flag() {
 }
 
 #[tokio::test]
+async fn on_a_team_table_a_change_rechecks_the_address_and_the_active_flag() {
+    let store = team_store(&[]).await;
+    a_change_lands_only_while_the_address_and_active_flag_are_as_verified(&store).await;
+}
+
+#[tokio::test]
 async fn in_memory_a_change_rechecks_the_address_and_the_active_flag() {
     let store = pwreset_core::adapters::memory::MemoryStore::new();
     a_change_lands_only_while_the_address_and_active_flag_are_as_verified(&store).await;
@@ -398,6 +470,7 @@ async fn enqueued_jobs_reach_the_table_stream() {
     let store = fresh_store().await;
     let job = OutboxJob::ResetRequested {
         email_key: key("mike@example.org"),
+        email_lower: None,
         requested_at: 1_700_000_000,
         suppressed: false,
     };
@@ -542,7 +615,7 @@ async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
     store
         .client
         .put_item()
-        .table_name(&store.table)
+        .table_name(&store.users.table.name)
         .item("pk", AttributeValue::S(format!("USER#{uid}")))
         .item("sk", AttributeValue::S("USER".into()))
         .item("uid", AttributeValue::S(uid.to_string()))
@@ -557,7 +630,7 @@ async fn unreadable_items_and_missing_tables_are_faults_not_missing_users() {
     ));
 
     let missing = DynamoStore::new(store.client.clone(), unique_name("no-such-table"));
-    let result = missing.find_by_email_key(&key("mike@example.org")).await;
+    let result = missing.find_by_email(&key("mike@example.org").into()).await;
     assert!(
         matches!(result, Err(StoreError::Permanent(_))),
         "{result:?}"
@@ -569,7 +642,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     let client = sdk().dynamodb(&format!("http://127.0.0.1:{}", net::closed_port()));
     let store = DynamoStore::new(client, "pwreset");
     let started = Instant::now();
-    let result = store.find_by_email_key(&key("mike@example.org")).await;
+    let result = store.find_by_email(&key("mike@example.org").into()).await;
     assert!(
         matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
@@ -602,6 +675,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
     let result = store
         .enqueue(OutboxJob::ResetRequested {
             email_key: key("mike@example.org"),
+            email_lower: None,
             requested_at: 1,
             suppressed: false,
         })
@@ -627,7 +701,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
 
     // The messages name the failure, never the data.
     let Err(StoreError::Transient(message)) =
-        store.find_by_email_key(&key("mike@example.org")).await
+        store.find_by_email(&key("mike@example.org").into()).await
     else {
         panic!("unavailable");
     };
@@ -669,6 +743,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
     store
         .enqueue(OutboxJob::ResetRequested {
             email_key: key("mike@example.org"),
+            email_lower: None,
             requested_at: 1,
             suppressed: false,
         })
@@ -681,7 +756,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
 async fn a_hung_endpoint_times_out_as_unavailable() {
     let store = DynamoStore::new(sdk().dynamodb(&net::silent_endpoint()), "pwreset");
     let started = Instant::now();
-    let result = store.find_by_email_key(&key("mike@example.org")).await;
+    let result = store.find_by_email(&key("mike@example.org").into()).await;
     assert!(
         matches!(result, Err(StoreError::Transient(_))),
         "{result:?}"
@@ -703,7 +778,7 @@ async fn an_item_without_a_credential_version_starts_at_zero() {
     store
         .client
         .put_item()
-        .table_name(&store.table)
+        .table_name(&store.users.table.name)
         .set_item(Some(item))
         .send()
         .await
@@ -737,5 +812,393 @@ async fn an_item_without_a_credential_version_starts_at_zero() {
     assert_eq!(
         store.commit_password_change(&change).await.expect("commit"),
         ChangeOutcome::Stale
+    );
+}
+
+#[tokio::test]
+async fn a_team_table_is_read_in_its_own_shape_and_every_match_is_found() {
+    let store = team_store(&[]).await;
+    let hash = s("pbkdf2_sha256$1000000$salt$hash");
+    // Two accounts with one address in two spellings (a table without a unique address),
+    // one inactive, one whose index spelling matches but whose address is another (the
+    // dotless i: lower-cased it is "mıke", which does not fold to "mike").
+    put_team_item(
+        &store,
+        &[
+            ("id", s("u-1")),
+            ("email", s("Mike@Example.org")),
+            ("email_lower", s("mike@example.org")),
+            ("password", hash.clone()),
+        ],
+    )
+    .await;
+    put_team_item(
+        &store,
+        &[
+            ("id", s("mike@example.org")),
+            ("email", s("mike@example.org")),
+            ("email_lower", s("mike@example.org")),
+            ("password", hash.clone()),
+            ("session_version", AttributeValue::N("4".into())),
+        ],
+    )
+    .await;
+    put_team_item(
+        &store,
+        &[
+            ("id", s("u-3")),
+            ("email", s("mike@example.org")),
+            ("email_lower", s("mike@example.org")),
+            ("password", hash.clone()),
+            ("is_active", AttributeValue::N("0".into())),
+        ],
+    )
+    .await;
+    put_team_item(
+        &store,
+        &[
+            ("id", s("u-4")),
+            ("email", s("m\u{131}ke@example.org")),
+            ("email_lower", s("mike@example.org")),
+            ("password", hash.clone()),
+        ],
+    )
+    .await;
+    put_team_item(
+        &store,
+        &[
+            ("id", s("u-5")),
+            ("email", s("not an address")),
+            ("email_lower", s("mike@example.org")),
+        ],
+    )
+    .await;
+
+    let lookup = EmailLookup::from_request("  MIKE@example.org").expect("valid");
+    let mut found = store.find_by_email(&lookup).await.expect("query");
+    found.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let seen: Vec<(String, bool, u64)> = found
+        .iter()
+        .map(|u| (u.uid.key_value(), u.active, u.credential_version))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("u-1".to_owned(), true, 0),
+            ("u-3".to_owned(), false, 0),
+            ("mike@example.org".to_owned(), true, 4),
+        ],
+        "every account at the address, none at a look-alike or unreadable"
+    );
+    // An id that is an address travels encoded, and finds its item again.
+    let by_address = found
+        .iter()
+        .find(|u| u.uid.key_value() == "mike@example.org")
+        .expect("found");
+    assert!(by_address.uid.as_str().starts_with('~'));
+    assert_eq!(
+        store
+            .find_by_uid(&by_address.uid)
+            .await
+            .expect("get")
+            .as_ref(),
+        Some(by_address)
+    );
+    assert_eq!(
+        store
+            .find_by_uid(&UserId::parse("nobody").expect("uid"))
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_email(&EmailLookup::from_request("nobody@example.org").expect("valid"))
+            .await
+            .expect("query"),
+        vec![]
+    );
+
+    // What pwreset writes it writes in the team's shape, and never a second account for an
+    // address the index already holds.
+    let new = user("New.User@Example.org", Some("argon2$argon2id$v=19$x"), true);
+    assert_eq!(
+        store.insert(&new).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    let written = store
+        .client
+        .get_item()
+        .table_name(&store.users.table.name)
+        .key("id", s(&new.uid.key_value()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("written");
+    assert_eq!(written.get("email"), Some(&s("New.User@Example.org")));
+    assert_eq!(written.get("email_lower"), Some(&s("new.user@example.org")));
+    assert_eq!(written.get("password"), Some(&s("argon2$argon2id$v=19$x")));
+    assert_eq!(written.get("is_active"), Some(&AttributeValue::Bool(true)));
+    assert_eq!(
+        written.get("session_version"),
+        Some(&AttributeValue::N("0".into()))
+    );
+    assert_eq!(
+        store
+            .insert(&user("new.user@example.org", None, true))
+            .await
+            .expect("insert"),
+        InsertOutcome::EmailTaken
+    );
+
+    // pwreset's own table got none of it: the stream never carries a user or a hash.
+    let everything = outbox::items_with_prefix(&store.client, &store.table, "")
+        .await
+        .expect("scan");
+    assert!(
+        everything.is_empty(),
+        "{} items in the streamed table",
+        everything.len()
+    );
+}
+
+#[tokio::test]
+async fn a_number_key_is_learned_from_the_table() {
+    let store = team_store_keyed(ScalarAttributeType::N, &[]).await;
+    put_team_item(
+        &store,
+        &[
+            ("id", AttributeValue::N("42".into())),
+            ("email", s("n@example.org")),
+            ("email_lower", s("n@example.org")),
+            ("password", s("x")),
+        ],
+    )
+    .await;
+    let uid = UserId::parse("42").expect("uid");
+    let found = store
+        .find_by_uid(&uid)
+        .await
+        .expect("get")
+        .expect("found by a number key");
+    assert_eq!(found.email.as_str(), "n@example.org");
+    let new = User {
+        uid: store.fresh_uid(),
+        ..user("m@example.org", Some("x"), true)
+    };
+    assert_eq!(
+        store.insert(&new).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store
+            .find_by_uid(&new.uid)
+            .await
+            .expect("get")
+            .map(|u| u.email),
+        Some(new.email)
+    );
+    assert_eq!(
+        store
+            .find_by_uid(&UserId::parse("abc").expect("uid"))
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_change_on_a_team_table_writes_the_hash_and_the_version_and_nothing_else() {
+    let store = team_store(&[]).await;
+    put_team_item(
+        &store,
+        &[
+            ("id", s("u-1")),
+            ("email", s("a@example.org")),
+            ("email_lower", s("a@example.org")),
+            ("password", s("old")),
+            ("is_active", AttributeValue::Bool(true)),
+            ("session_version", AttributeValue::N("2".into())),
+            ("name", s("Ada")),
+        ],
+    )
+    .await;
+    let uid = UserId::parse("u-1").expect("uid");
+    let change = PasswordChange {
+        uid: uid.clone(),
+        expected: PasswordHash::new("old"),
+        expected_email: EmailAddress::parse("a@example.org").expect("valid"),
+        expected_version: 2,
+        new: PasswordHash::new("new"),
+        notice: OutboxJob::PasswordChanged {
+            uid: uid.clone(),
+            changed_at: 1,
+            credential_version: 3,
+        },
+        event: None,
+    };
+    assert_eq!(
+        store.commit_password_change(&change).await.expect("commit"),
+        ChangeOutcome::Applied
+    );
+    let item = store
+        .client
+        .get_item()
+        .table_name(&store.users.table.name)
+        .key("id", s("u-1"))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert_eq!(item.get("password"), Some(&s("new")));
+    assert_eq!(
+        item.get("session_version"),
+        Some(&AttributeValue::N("3".into()))
+    );
+    assert_eq!(
+        item.get("name"),
+        Some(&s("Ada")),
+        "the team's own attributes stay"
+    );
+    assert_eq!(item.len(), 7);
+    assert_eq!(outbox_jobs(&store).await, vec![change.notice.clone()]);
+
+    // Without a version attribute mapped, only the hash changes.
+    let bare = team_store(&[
+        ("USERS_CREDENTIAL_VERSION_ATTRIBUTE", ""),
+        ("USERS_ACTIVE_ATTRIBUTE", ""),
+    ])
+    .await;
+    put_team_item(
+        &bare,
+        &[
+            ("id", s("u-1")),
+            ("email", s("a@example.org")),
+            ("email_lower", s("a@example.org")),
+            ("password", s("old")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        bare.commit_password_change(&PasswordChange {
+            expected_version: 0,
+            ..change.clone()
+        })
+        .await
+        .expect("commit"),
+        ChangeOutcome::Applied
+    );
+    let item = bare
+        .client
+        .get_item()
+        .table_name(&bare.users.table.name)
+        .key("id", s("u-1"))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert_eq!(item.get("password"), Some(&s("new")));
+    assert_eq!(item.len(), 4);
+}
+
+#[tokio::test]
+async fn backfill_writes_each_key_once_conditionally_and_resumes() {
+    let store = team_store(&[
+        ("USERS_EMAIL_MATCH", "key"),
+        ("USERS_EMAIL_KEY_ATTRIBUTE", "email_lower"),
+    ])
+    .await;
+    for i in 0..7 {
+        put_team_item(
+            &store,
+            &[
+                ("id", s(&format!("u-{i}"))),
+                ("email", s(&format!("User{i}@Example.ORG"))),
+            ],
+        )
+        .await;
+    }
+    put_team_item(
+        &store,
+        &[
+            ("id", s("right")),
+            ("email", s("ok@example.org")),
+            ("email_lower", s("ok@example.org")),
+        ],
+    )
+    .await;
+    put_team_item(&store, &[("id", s("bad")), ("email", s("not an address"))]).await;
+    put_team_item(
+        &store,
+        &[("id", s("none")), ("name", s("no address at all"))],
+    )
+    .await;
+    let mut total = dynamodb::users::BackfillPage::default();
+    let mut resume: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .users
+            .backfill_page(&store.client, resume.as_deref(), 3)
+            .await
+            .expect("page");
+        pages += 1;
+        total.scanned += page.scanned;
+        total.written += page.written;
+        total.already_right += page.already_right;
+        total.skipped_no_address += page.skipped_no_address;
+        total.skipped_not_an_address += page.skipped_not_an_address;
+        resume = page.next;
+        if resume.is_none() {
+            break;
+        }
+    }
+    assert!(pages >= 4, "paginated: {pages} pages");
+    assert_eq!(
+        (
+            total.scanned,
+            total.written,
+            total.already_right,
+            total.skipped_no_address,
+            total.skipped_not_an_address
+        ),
+        (10, 7, 1, 1, 1)
+    );
+    // Now every user is found by the normalised key, and a second run writes nothing.
+    let found = store
+        .find_by_email(&EmailLookup::from_request("user3@example.org").expect("valid"))
+        .await
+        .expect("query");
+    assert_eq!(
+        found.iter().map(|u| u.uid.as_str()).collect::<Vec<_>>(),
+        vec!["u-3"]
+    );
+    let again = store
+        .users
+        .backfill_page(&store.client, None, 100)
+        .await
+        .expect("page");
+    assert_eq!((again.written, again.already_right), (0, 8));
+    // A mapping where the key would overwrite the address is refused.
+    let same = team_store(&[
+        ("USERS_EMAIL_MATCH", "key"),
+        ("USERS_EMAIL_KEY_ATTRIBUTE", "email"),
+    ])
+    .await;
+    assert!(
+        same.users
+            .backfill_page(&same.client, None, 10)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .users
+            .backfill_page(&store.client, Some("S.!!"), 10)
+            .await
+            .is_err()
     );
 }

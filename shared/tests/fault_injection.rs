@@ -68,7 +68,8 @@ impl Rig {
         let moto = emulators::moto();
         let ses = emulators::ses_local();
         let direct_client = sdk().dynamodb(&moto.url);
-        let table = aws::fresh_table(&direct_client, "faults", dynamodb::table::create_table).await;
+        let table =
+            aws::fresh_table(&direct_client, "faults", dynamodb::table::create_tables).await;
         let dynamodb_proxy = FaultProxy::start(&moto.url).await;
         let ses_proxy = FaultProxy::start(&ses.url).await;
         let store = Arc::new(DynamoStore::new(

@@ -51,7 +51,7 @@ impl Clock for FixedClock {
 /// A request-reset API over a fresh table at `endpoint`, with these limits.
 async fn api_on(endpoint: &str, limits: Limits) -> (DevServerApp, DynamoStore) {
     let client = sdk().dynamodb(endpoint);
-    let table = aws::fresh_table(&client, "limits", dynamodb::table::create_table).await;
+    let table = aws::fresh_table(&client, "limits", dynamodb::table::create_tables).await;
     let store = Arc::new(DynamoStore::new(client, table));
     // One instant for the whole test: a burst never straddles two rate windows.
     let clock = Arc::new(FixedClock(time::OffsetDateTime::now_utc()));

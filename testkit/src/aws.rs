@@ -188,3 +188,60 @@ pub async fn messages_waiting(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usi
         .parse()
         .expect("a number")
 }
+
+/// A team's users table as an app would have made it, unknown to pwreset: partition key
+/// `key` of `key_type` and nothing else, plus a global secondary index `index` on the
+/// string attribute `index_attribute` that projects keys only (so pwreset must read each
+/// match's item itself). Named `<prefix>-<random>`.
+pub async fn team_users_table(
+    client: &aws_sdk_dynamodb::Client,
+    prefix: &str,
+    key: &str,
+    key_type: aws_sdk_dynamodb::types::ScalarAttributeType,
+    index: &str,
+    index_attribute: &str,
+) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    warm_up_dynamodb(client).await;
+    let table = unique_name(prefix);
+    let definition = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .expect("attribute definition")
+    };
+    let hash_key = |name: &str| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(KeyType::Hash)
+            .build()
+            .expect("key schema")
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(definition(key, key_type))
+        .attribute_definitions(definition(index_attribute, ScalarAttributeType::S))
+        .key_schema(hash_key(key))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(hash_key(index_attribute))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .send()
+        .await
+        .expect("team table created");
+    table
+}

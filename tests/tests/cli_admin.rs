@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::DynamoStore;
-use pwreset_core::domain::{EmailKey, PasswordHash, UserId};
+use pwreset_core::domain::{EmailKey, PasswordHash, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{SystemClock, UserRepository as _};
@@ -79,6 +79,16 @@ fn serve_env<'a>(moto: &'a str, table: &'a str) -> Vec<(&'static str, &'a str)> 
 
 fn key(email: &str) -> EmailKey {
     EmailKey::normalise(email).expect("valid")
+}
+
+/// The one user `store` finds for `email`, if any.
+async fn only_user(store: &DynamoStore, email: &str) -> Option<User> {
+    let mut found = store.find_by_email(&key(email).into()).await.expect("read");
+    assert!(
+        found.len() <= 1,
+        "one account per address in pwreset's own layout"
+    );
+    found.pop()
 }
 
 /// Django 5.2.19: `make_password("violin kettle mango", "seasalt", "pbkdf2_sha256")`.
@@ -172,11 +182,7 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         summary.contains("imported 3; skipped 1 without e-mail, 1 with an invalid e-mail, 1 duplicate, 1 other objects"),
         "{summary}"
     );
-    let dave = store
-        .find_by_email_key(&key("dave@example.org"))
-        .await
-        .expect("read")
-        .expect("dave");
+    let dave = only_user(&store, "dave@example.org").await.expect("dave");
     assert_eq!(dave.email.as_str(), "Dave@Example.org");
     assert_eq!(
         dave.password_hash.as_ref().map(|h| h.as_str()),
@@ -202,17 +208,9 @@ async fn admin_commands_create_the_table_add_and_import_users() {
             .expect("verify"),
         "an imported user signs in with the old password until a reset"
     );
-    let frank = store
-        .find_by_email_key(&key("frank@example.org"))
-        .await
-        .expect("read")
-        .expect("frank");
+    let frank = only_user(&store, "frank@example.org").await.expect("frank");
     assert!(!frank.active);
-    let erin = store
-        .find_by_email_key(&key("erin@example.org"))
-        .await
-        .expect("read")
-        .expect("erin");
+    let erin = only_user(&store, "erin@example.org").await.expect("erin");
     assert!(
         erin.resettable_hash().is_none(),
         "an unusable Django password takes no part in resets"
@@ -485,10 +483,8 @@ async fn user_add_at_a_terminal_asks_twice_without_echo() {
         "the password was echoed: {screen}"
     );
     let store = DynamoStore::new(sdk().dynamodb(&moto.url), table.clone());
-    let user = store
-        .find_by_email_key(&key("tty@example.org"))
+    let user = only_user(&store, "tty@example.org")
         .await
-        .expect("read")
         .expect("the user was added");
     assert!(
         PasswordHasher::owasp()
@@ -507,11 +503,7 @@ async fn user_add_at_a_terminal_asks_twice_without_echo() {
     assert_ne!(status, 0, "{screen}");
     assert!(screen.contains("differ"), "{screen}");
     assert!(
-        store
-            .find_by_email_key(&key("typo@example.org"))
-            .await
-            .expect("read")
-            .is_none(),
+        only_user(&store, "typo@example.org").await.is_none(),
         "nothing was added"
     );
 }

@@ -73,7 +73,7 @@ impl Stack {
         let moto = emulators::moto();
         let ses = emulators::ses_local();
         let dynamodb = sdk().dynamodb(&moto.url);
-        let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::table::create_table).await;
+        let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::table::create_tables).await;
         let port = free_port();
         let env: Vec<(String, String)> = [
             ("TABLE_NAME", table.as_str()),

@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 use pwreset_core::adapters;
 use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::adapters::dynamodb::item::OUTBOX_PREFIX;
-use pwreset_core::adapters::dynamodb::table::create_table;
+use pwreset_core::adapters::dynamodb::table::create_tables;
 use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::ports::UserRepository as _;
@@ -226,7 +226,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let table = unique_name("bench");
-    create_table(&dynamodb, &table)
+    create_tables(&dynamodb, &table)
         .await
         .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
     let env: Vec<(String, String)> = [

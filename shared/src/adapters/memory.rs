@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use crate::domain::{EmailKey, User, UserId};
+use crate::domain::{EmailKey, EmailLookup, User, UserId};
 use crate::ports::{
     ChangeOutcome, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
     PasswordChange, RateDecision, RateLimit, RateLimiter, StoreError,
@@ -108,14 +108,16 @@ impl crate::ports::UserRepository for MemoryStore {
         Ok(lock(&self.tables).users.get(uid).cloned())
     }
 
-    async fn find_by_email_key(&self, key: &EmailKey) -> Result<Option<User>, StoreError> {
+    async fn find_by_email(&self, lookup: &EmailLookup) -> Result<Vec<User>, StoreError> {
         self.check_available()?;
         let tables = lock(&self.tables);
         Ok(tables
             .uid_by_key
-            .get(key)
+            .get(&lookup.key)
             .and_then(|uid| tables.users.get(uid))
-            .cloned())
+            .cloned()
+            .into_iter()
+            .collect())
     }
 
     async fn insert(&self, user: &User) -> Result<InsertOutcome, StoreError> {

@@ -89,6 +89,7 @@ mod tests {
     fn reset_job(email: &str) -> OutboxJob {
         OutboxJob::ResetRequested {
             email_key: EmailKey::normalise(email).expect("valid"),
+            email_lower: None,
             requested_at: 0,
             suppressed: false,
         }

@@ -1,14 +1,15 @@
-//! The table's item layout, and the one place that knows it: key prefixes, attribute names,
+//! pwreset's item layouts, and the one place that knows them: key prefixes, attribute names,
 //! the expressions that name attributes, and the encoding of users, e-mail lookups, outbox
 //! jobs (reset requests and change notices) and rate counters to and from attribute maps.
-//! The stream consumer ([`crate::delivery::stream`]) reads records' images through it too.
+//! A team's users table has its own layout, which [`super::users`] reads through the
+//! `USERS_*` mapping. The stream consumer ([`crate::delivery::stream`]) reads records' images through it too.
 //!
-//! | item | `pk` | `sk` | attributes |
-//! |---|---|---|---|
-//! | user | `USER#<uid>` | `USER` | `uid`, `email` (as stored), `email_key`, `password_hash` (absent: none), `active` (BOOL) |
-//! | e-mail lookup | `EMAIL#<email_key>` | `EMAIL` | `uid` |
-//! | outbox job | `OUTBOX#<random id>` | `OUTBOX` | `job` (the [`OutboxJob`] as JSON), `created_at`, `expires_at` |
-//! | rate counter | `LIMIT#<bucket>#<window index>` | `LIMIT` | `hits`, `expires_at` |
+//! | table | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|---|
+//! | users (own layout) | user | `USER#<uid>` | `USER` | `uid`, `email` (as stored), `email_key`, `password_hash` (absent: none), `active` (BOOL), `credential_version` |
+//! | users (own layout) | e-mail lookup | `EMAIL#<email_key>` | `EMAIL` | `uid` |
+//! | `TABLE_NAME` | outbox job | `OUTBOX#<random id>` | `OUTBOX` | `job` (the [`OutboxJob`] as JSON), `created_at`, `expires_at` |
+//! | `TABLE_NAME` | rate counter | `LIMIT#<bucket>#<window index>` | `LIMIT` | `hits`, `expires_at` |
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ use rand::RngCore as _;
 use time::OffsetDateTime;
 
 use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
-use crate::ports::{OutboxJob, PasswordChange, StoreError};
+use crate::ports::{OutboxJob, StoreError};
 
 /// An item as the SDK reads and writes it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -43,38 +44,17 @@ pub const CREATED_AT_ATTRIBUTE: &str = "created_at";
 /// The rate counter's count.
 pub const HITS_ATTRIBUTE: &str = "hits";
 const UID: &str = "uid";
-const EMAIL: &str = "email";
+pub const EMAIL: &str = "email";
 const EMAIL_KEY: &str = "email_key";
-const PASSWORD_HASH: &str = "password_hash";
-const ACTIVE: &str = "active";
-const CREDENTIAL_VERSION: &str = "credential_version";
+pub const PASSWORD_HASH: &str = "password_hash";
+pub const ACTIVE: &str = "active";
+pub const CREDENTIAL_VERSION: &str = "credential_version";
 
 /// Outbox items outlive every retry of the worker, then expire.
 const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// Writes only a new item: every `pk` names one item, so a put never overwrites.
 pub const PUT_IF_ABSENT: &str = "attribute_not_exists(pk)";
-/// A password change: the new hash replaces the one the token was checked against, on
-/// [`password_replace_condition`] (values: [`password_change_values`]).
-pub const PASSWORD_REPLACE: &str = "SET password_hash = :new, credential_version = :next_version";
-/// What verify saw, all of it: the hash, the address the token was bound to, an active
-/// account and the credential version. Anything else changed in between makes the token
-/// stale, so the version goes up by exactly one per landed change.
-const PASSWORD_REPLACE_CONDITION: &str = "attribute_exists(pk) AND password_hash = :expected \
-     AND email = :email AND active = :active AND credential_version = :version";
-/// The same for a version read as 0, which an item without the attribute also reads as.
-const PASSWORD_REPLACE_CONDITION_FIRST: &str = "attribute_exists(pk) AND password_hash = :expected \
-     AND email = :email AND active = :active \
-     AND (credential_version = :version OR attribute_not_exists(credential_version))";
-
-/// The condition of a change that verify saw at `expected_version`.
-pub fn password_replace_condition(expected_version: u64) -> &'static str {
-    if expected_version == 0 {
-        PASSWORD_REPLACE_CONDITION_FIRST
-    } else {
-        PASSWORD_REPLACE_CONDITION
-    }
-}
 /// One hit on a rate counter; the first hit of a window sets its expiry (`:exp`).
 pub const COUNTER_HIT: &str = "ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)";
 
@@ -162,30 +142,6 @@ pub fn outbox_item(job: &OutboxJob) -> Result<Item, StoreError> {
         number_value(now.saturating_add(OUTBOX_TTL_SECS)),
     );
     Ok(item)
-}
-
-/// The values [`PASSWORD_REPLACE`] and [`password_replace_condition`] refer to.
-pub fn password_change_values(change: &PasswordChange) -> Item {
-    HashMap::from([
-        (":new".to_owned(), string_value(change.new.as_str())),
-        (
-            ":expected".to_owned(),
-            string_value(change.expected.as_str()),
-        ),
-        (
-            ":email".to_owned(),
-            string_value(change.expected_email.as_str()),
-        ),
-        (":active".to_owned(), AttributeValue::Bool(true)),
-        (
-            ":version".to_owned(),
-            version_value(change.expected_version),
-        ),
-        (
-            ":next_version".to_owned(),
-            version_value(change.expected_version.saturating_add(1)),
-        ),
-    ])
 }
 
 /// The values [`COUNTER_HIT`] refers to.
@@ -354,6 +310,7 @@ mod tests {
         ] {
             let job = OutboxJob::ResetRequested {
                 email_key: EmailKey::normalise(raw).expect("valid"),
+                email_lower: None,
                 requested_at: 5,
                 suppressed: false,
             };
@@ -406,15 +363,6 @@ mod tests {
     fn the_expressions_use_the_attribute_names_defined_here() {
         for (expression, attributes) in [
             (PUT_IF_ABSENT, &[PK][..]),
-            (PASSWORD_REPLACE, &[PASSWORD_HASH, CREDENTIAL_VERSION][..]),
-            (
-                PASSWORD_REPLACE_CONDITION,
-                &[PK, PASSWORD_HASH, EMAIL, ACTIVE, CREDENTIAL_VERSION][..],
-            ),
-            (
-                PASSWORD_REPLACE_CONDITION_FIRST,
-                &[PK, PASSWORD_HASH, EMAIL, ACTIVE, CREDENTIAL_VERSION][..],
-            ),
             (COUNTER_HIT, &[HITS_ATTRIBUTE, TTL_ATTRIBUTE][..]),
         ] {
             for attribute in attributes {

@@ -1,13 +1,14 @@
-//! The DynamoDB adapter: users, the outbox and the rate-limit counters in one table.
+//! The DynamoDB adapter: the outbox and the rate-limit counters in pwreset's table
+//! (`TABLE_NAME`, with the stream), users in the users table (`USERS_TABLE`).
 //!
-//! - [`item`]: the item layout (keys, attributes, expressions) and its encoding, the one
-//!   place that knows it;
+//! - [`item`]: pwreset's item layouts (keys, attributes, expressions) and their encoding;
+//! - [`users`]: the users table in either layout (pwreset's own or a team's);
 //! - [`error`]: SDK failures as [`StoreError`]s;
 //! - `transaction`: the writes that land together;
-//! - [`table`]: creating the table (the CLI's `table create`);
+//! - [`table`]: creating the tables (the CLI's `table create`);
 //! - here: [`DynamoStore`], the ports over all of it.
 //!
-//! The table streams `NEW_IMAGE`s; `send-reset-email` consumes the `INSERT`s of outbox items
+//! The table streams `NEW_IMAGE`s (never a user or a hash: those live in the users table); `send-reset-email` consumes the `INSERT`s of outbox items
 //! (filter on `eventName = INSERT` and a `pk` starting with [`item::OUTBOX_PREFIX`]). Outbox
 //! items and counters expire through TTL on [`item::TTL_ATTRIBUTE`].
 
@@ -15,15 +16,18 @@ pub mod error;
 pub mod item;
 pub mod table;
 mod transaction;
+pub mod users;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 
 use self::error::{build_error, map_sdk_error};
 use self::item::Item;
 use self::transaction::transact;
-use crate::domain::{EmailKey, User, UserId};
+use self::users::Users;
+use crate::config::{UsersLayout, UsersTable};
+use crate::domain::{EmailLookup, User, UserId};
 use crate::ports::{
     ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
     RateLimiter, StoreError, UserRepository,
@@ -40,34 +44,32 @@ pub async fn dynamodb_client() -> Client {
     Client::new(&super::aws_sdk_config().await)
 }
 
-/// Users, outbox and rate counters in the one table.
+/// The outbox and rate counters in `table`, users in [`Users`].
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     pub client: Client,
     pub table: String,
+    pub users: Users,
 }
 
 impl DynamoStore {
+    /// Over `table`, with users in pwreset's own layout beside it (`<table>-users`).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let table = table.into();
+        let users = Users::new(UsersTable::own_beside(&table));
         Self {
             client,
-            table: table.into(),
+            table,
+            users,
         }
     }
-}
 
-impl DynamoStore {
-    async fn get(&self, operation: &str, key: Item) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk_error(operation, &e))?;
-        Ok(output.item)
+    /// With users where `USERS_*` says.
+    pub fn with_users(self, users: UsersTable) -> Self {
+        Self {
+            users: Users::new(users),
+            ..self
+        }
     }
 
     fn put_item(&self, item: Item, what: &str) -> Result<TransactWriteItem, StoreError> {
@@ -84,45 +86,49 @@ impl DynamoStore {
 #[async_trait]
 impl UserRepository for DynamoStore {
     async fn find_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError> {
-        match self.get("GetItem(user)", item::user_key(uid)).await? {
-            Some(found) => item::user_from_item(&found).map(Some),
-            None => Ok(None),
-        }
+        self.users.find_by_uid(&self.client, uid).await
     }
 
-    async fn find_by_email_key(&self, key: &EmailKey) -> Result<Option<User>, StoreError> {
-        let Some(lookup) = self
-            .get("GetItem(email)", item::email_lookup_key(key))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let uid = item::uid_from_email_lookup(&lookup)?;
-        let Some(found) = self.get("GetItem(user)", item::user_key(&uid)).await? else {
-            // Both items are written in one transaction; a lookup without its user is a
-            // broken table, not a missing account.
-            return Err(StoreError::Permanent(
-                "e-mail lookup item points at a missing user".into(),
-            ));
-        };
-        let user = item::user_from_item(&found)?;
-        if &user.email_key() != key {
-            return Err(StoreError::Permanent(
-                "e-mail lookup item points at a user with another address".into(),
-            ));
-        }
-        Ok(Some(user))
+    async fn find_by_email(&self, lookup: &EmailLookup) -> Result<Vec<User>, StoreError> {
+        self.users.find_by_email(&self.client, lookup).await
+    }
+
+    fn fresh_uid(&self) -> UserId {
+        self.users.fresh_uid()
     }
 
     async fn insert(&self, user: &User) -> Result<InsertOutcome, StoreError> {
-        let items = vec![
-            self.put_item(item::user_item(user), "user put")?,
-            self.put_item(item::email_lookup_item(user), "e-mail lookup put")?,
-        ];
-        match transact(&self.client, "TransactWriteItems(insert)", items).await? {
-            None => Ok(InsertOutcome::Inserted),
+        if matches!(self.users.table.layout, UsersLayout::Mapped(_))
+            && !self
+                .find_by_email(&EmailLookup::from(user.email_key()))
+                .await?
+                .is_empty()
+        {
+            return Ok(InsertOutcome::EmailTaken);
+        }
+        let items = self.users.insert_items(user)?;
+        match transact(&self.client, "TransactWriteItems(insert)", items).await {
+            Ok(None) => Ok(InsertOutcome::Inserted),
             // Either the address or the uid (e.g. an imported primary key) exists already.
-            Some(_) => Ok(InsertOutcome::EmailTaken),
+            Ok(Some(_)) => Ok(InsertOutcome::EmailTaken),
+            Err(StoreError::Permanent(message))
+                if message.contains("ValidationException") && self.users.key_type_unknown() =>
+            {
+                // A team table whose key type was not known yet: the number did not fit, so
+                // it is a string key.
+                self.users.learn_string_key();
+                match transact(
+                    &self.client,
+                    "TransactWriteItems(insert)",
+                    self.users.insert_items(user)?,
+                )
+                .await?
+                {
+                    None => Ok(InsertOutcome::Inserted),
+                    Some(_) => Ok(InsertOutcome::EmailTaken),
+                }
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -130,14 +136,7 @@ impl UserRepository for DynamoStore {
         &self,
         change: &PasswordChange,
     ) -> Result<ChangeOutcome, StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(item::user_key(&change.uid)))
-            .update_expression(item::PASSWORD_REPLACE)
-            .condition_expression(item::password_replace_condition(change.expected_version))
-            .set_expression_attribute_values(Some(item::password_change_values(change)))
-            .build()
-            .map_err(|e| build_error("password update", e))?;
+        let update = self.users.password_update(change)?;
         let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.put_item(item::outbox_item(&change.notice)?, "outbox put")?,

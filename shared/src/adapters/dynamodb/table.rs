@@ -1,4 +1,4 @@
-//! Creating the table: what `pwreset table create` runs (the deployed table comes from
+//! Creating the tables: what `pwreset table create` runs (the deployed tables come from
 //! `template.yaml`). The Lambda functions never call this.
 
 use std::time::Duration;
@@ -21,6 +21,25 @@ const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// waits until it is active, and turns on TTL on [`TTL_ATTRIBUTE`]. An emulator without TTL
 /// gets a warning, not an error.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    create(client, table, true).await?;
+    enable_ttl(client, table).await
+}
+
+/// Creates `table` and pwreset's own users table beside it (`<table>-users`, where
+/// [`super::DynamoStore::new`] looks for users): what a test or a bench run on pwreset's
+/// own layout needs.
+pub async fn create_tables(client: &Client, table: &str) -> Result<(), StoreError> {
+    create_table(client, table).await?;
+    create_users_table(client, &crate::config::UsersTable::own_beside(table).name).await
+}
+
+/// Creates pwreset's own users table (on-demand, `pk`/`sk` strings, no stream: no user item
+/// or hash ever reaches a stream consumer) unless it exists, and waits until it is active.
+pub async fn create_users_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    create(client, table, false).await
+}
+
+async fn create(client: &Client, table: &str, streamed: bool) -> Result<(), StoreError> {
     let attribute = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
@@ -48,7 +67,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(attribute(SK)?)
         .key_schema(key_element(PK, KeyType::Hash)?)
         .key_schema(key_element(SK, KeyType::Range)?)
-        .stream_specification(stream)
+        .set_stream_specification(streamed.then_some(stream))
         .send()
         .await;
     match created {
@@ -62,8 +81,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         }
         Err(err) => return Err(map_sdk_error("CreateTable", &err)),
     }
-    wait_until_active(client, table).await?;
-    enable_ttl(client, table).await
+    wait_until_active(client, table).await
 }
 
 async fn wait_until_active(client: &Client, table: &str) -> Result<(), StoreError> {
