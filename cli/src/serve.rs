@@ -227,9 +227,11 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
         send = send.with_events(Arc::new(EventBridgePublisher::new(client, bus.clone())));
     }
     let streams = crate::stream_reader::streams_client().await;
+    let start = crate::stream_reader::start(&streams, &stream_arn).await?;
     let reader = tokio::spawn(crate::stream_reader::run(
         streams,
         stream_arn,
+        start,
         Arc::new(send),
     ));
     Ok(Wiring {

@@ -74,23 +74,27 @@ pub async fn stream_arn(store: &DynamoStore) -> anyhow::Result<String> {
         })
 }
 
-/// Reads the stream until the task is aborted.
-pub async fn run(streams: Client, stream_arn: String, send: Arc<SendResetEmail>) {
-    let mut shards: HashMap<String, Position> = HashMap::new();
-    let mut first_listing = true;
+/// Where reading starts: the end of every open shard, now. `serve` takes these positions
+/// before it answers its first request, so every request it accepts is on the stream after
+/// them and is delivered.
+#[derive(Debug)]
+pub struct Start(HashMap<String, Position>);
+
+pub async fn start(streams: &Client, stream_arn: &str) -> anyhow::Result<Start> {
+    let mut shards = HashMap::new();
+    add_new_shards(streams, stream_arn, &mut shards, true)
+        .await
+        .context("reading the table's stream")?;
+    Ok(Start(shards))
+}
+
+/// Reads the stream from `start` until the task is aborted.
+pub async fn run(streams: Client, stream_arn: String, start: Start, send: Arc<SendResetEmail>) {
+    let Start(mut shards) = start;
+    let mut listed_at = tokio::time::Instant::now();
+    let mut refresh = SHARD_REFRESH;
     loop {
-        let refresh = match add_new_shards(&streams, &stream_arn, &mut shards, first_listing).await
-        {
-            Ok(()) => {
-                first_listing = false;
-                SHARD_REFRESH
-            }
-            Err(err) => {
-                tracing::warn!(event = "stream_list_failed", error = format!("{err:#}"));
-                SHARD_LIST_RETRY
-            }
-        };
-        let until = tokio::time::Instant::now() + refresh;
+        let until = listed_at + refresh;
         while tokio::time::Instant::now() < until {
             let mut busy = false;
             for position in shards.values_mut() {
@@ -100,6 +104,14 @@ pub async fn run(streams: Client, stream_arn: String, send: Arc<SendResetEmail>)
                 tokio::time::sleep(IDLE_POLL).await;
             }
         }
+        listed_at = tokio::time::Instant::now();
+        refresh = match add_new_shards(&streams, &stream_arn, &mut shards, false).await {
+            Ok(()) => SHARD_REFRESH,
+            Err(err) => {
+                tracing::warn!(event = "stream_list_failed", error = format!("{err:#}"));
+                SHARD_LIST_RETRY
+            }
+        };
     }
 }
 

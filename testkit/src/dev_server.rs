@@ -63,7 +63,7 @@ impl DevServer {
             .unwrap_or_else(|output| panic!("pwreset serve did not start:\n{output}"))
     }
 
-    fn try_start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+    pub fn try_start_with_args(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
         let mut command = Command::new(pwreset_bin());
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--no-demo"])
