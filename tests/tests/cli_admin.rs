@@ -155,7 +155,8 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         {"model": "auth.user", "pk": 4, "fields": {"username": "nomail", "email": "", "password": DJANGO_HASH}},
         {"model": "auth.user", "pk": 5, "fields": {"username": "dave2", "email": "DAVE@example.org", "password": DJANGO_HASH}},
         {"model": "auth.user", "pk": 6, "fields": {"username": "bad", "email": "not an address", "password": DJANGO_HASH}},
-        {"model": "auth.user", "pk": "not/an id", "fields": {"username": "gina", "email": "gina@example.org", "password": DJANGO_HASH}},
+        {"model": "auth.user", "pk": null, "fields": {"username": "gina", "email": "gina@example.org", "password": DJANGO_HASH}},
+        {"model": "auth.user", "pk": "hal/9000", "fields": {"username": "hal", "email": "hal@example.org", "password": DJANGO_HASH}},
         {"model": "auth.group", "pk": 1, "fields": {"name": "staff"}}
     ]);
     let path = std::env::temp_dir().join(format!("{table}-dumpdata.json"));
@@ -179,10 +180,14 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         String::from_utf8_lossy(&imported.stderr)
     );
     assert!(
-        summary.contains("imported 3; skipped 1 without e-mail, 1 with an invalid e-mail, 1 duplicate, 1 other objects"),
+        summary.contains("imported 4; skipped 1 without e-mail, 1 with an invalid e-mail, 1 duplicate, 1 other objects"),
         "{summary}"
     );
     let dave = only_user(&store, "dave@example.org").await.expect("dave");
+    // A primary key that is not URL-safe is kept all the same, carried encoded in links.
+    let hal = only_user(&store, "hal@example.org").await.expect("hal");
+    assert_eq!(hal.uid.key_value(), "hal/9000");
+    assert!(hal.uid.as_str().starts_with('~'), "{}", hal.uid);
     assert_eq!(dave.email.as_str(), "Dave@Example.org");
     assert_eq!(
         dave.password_hash.as_ref().map(|h| h.as_str()),
