@@ -35,7 +35,8 @@ enum Command {
         addr: SocketAddr,
         #[arg(long, value_enum, default_value_t = Backend::Memory)]
         backend: Backend,
-        /// Do not create the demo user.
+        /// Do not create the demo user (--backend memory only: it is never written into a
+        /// DynamoDB table).
         #[arg(long)]
         no_demo: bool,
         /// With --backend aws, also serve the /_dev/* routes (user creation, a password

@@ -102,6 +102,9 @@ pub async fn run(
             DevRoutes::decide(bound, dev_routes),
         ),
     };
+    // Only in memory: a demo account never goes into a DynamoDB table (it may be a team's
+    // own users table).
+    let demo = demo && backend == Backend::Memory;
     if demo {
         seed_demo_user(&wiring.dev).await?;
     }
