@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+    // Read when the script runs, not when it was compiled: a build script compiled in one
+    // checkout can be reused by another sharing the target directory.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let spec = Path::new(&manifest_dir).join("../openapi.yaml");
     println!("cargo::rerun-if-changed={}", spec.display());
     let yaml = std::fs::read_to_string(&spec)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", spec.display()));
