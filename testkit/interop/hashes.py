@@ -2,9 +2,10 @@
 hashers, argon2-cffi and bcrypt, driven by one JSON request on stdin, answering one JSON
 document on stdout.
 
-  {"make": [password, ...], "check": [[password, encoded], ...]}
+  {"make": [password, ...], "check": [[password, encoded], ...], "email_keys": [address, ...]}
   -> {"made": [{"password", "django_pbkdf2_sha256", "django_argon2", "bcrypt_2b"}, ...],
-      "checked": [{"django": bool, "argon2_cffi": bool | null}, ...]}
+      "checked": [{"django": bool, "argon2_cffi": bool | null}, ...],
+      "email_keys": [key, ...]}
 
 "django" is django.contrib.auth.hashers.check_password; "argon2_cffi" is
 argon2.PasswordHasher().verify on a PHC string (null for other formats).
@@ -12,6 +13,7 @@ argon2.PasswordHasher().verify on a PHC string (null for other formats).
 
 import json
 import sys
+import unicodedata
 
 import argon2
 import bcrypt
@@ -55,6 +57,18 @@ def argon2_cffi(password, encoded):
         return False
 
 
+def email_key(address):
+    """pwreset's e-mail key, as the README's integration guide gives it for other languages
+    (pwreset also refuses what is not an address; that check is not repeated here)."""
+    key = address
+    while True:
+        nfkc = unicodedata.normalize("NFKC", key)
+        folded = unicodedata.normalize("NFKC", nfkc.casefold()).strip()
+        if folded == key:
+            return folded
+        key = folded
+
+
 request = json.load(sys.stdin)
 made = [
     {
@@ -69,4 +83,5 @@ checked = [
     {"django": check_password(password, encoded), "argon2_cffi": argon2_cffi(password, encoded)}
     for password, encoded in request.get("check", [])
 ]
-json.dump({"made": made, "checked": checked}, sys.stdout)
+email_keys = [email_key(address) for address in request.get("email_keys", [])]
+json.dump({"made": made, "checked": checked, "email_keys": email_keys}, sys.stdout)
