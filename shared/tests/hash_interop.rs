@@ -104,3 +104,55 @@ async fn verify_accepts_hashes_django_and_bcrypt_made() {
         }
     }
 }
+
+/// The e-mail key a sign-up in another language must write for `USERS_EMAIL_MATCH=key`:
+/// Python's `email_key` (the README's recipe, in `hashes.py`) gives exactly
+/// `EmailKey::normalise` on addresses where a naive lower-case would not (sharp s, final
+/// sigma, full-width letters, ligatures, combining marks, the Kelvin sign, dotted I, a
+/// title-case digraph, surrounding spaces, a long repeat), each local part at two domains.
+#[test]
+fn email_key_in_python_is_the_key_pwreset_looks_up() {
+    use pwreset_core::domain::EmailKey;
+    const LOCAL: [&str; 14] = [
+        "Ada",
+        "STRASSE",
+        "Stra\u{DF}e",
+        "Stra\u{DF}\u{301}e",
+        "\u{39F}\u{394}\u{3A5}\u{3A3}\u{3A3}\u{395}\u{3A5}\u{3A3}",
+        "\u{3BF}\u{3B4}\u{3C5}\u{3C3}\u{3C3}\u{3B5}\u{3CD}\u{3C2}",
+        "\u{FF41}\u{FF44}\u{FF41}",
+        "\u{FB01}ddle.\u{FB03}",
+        "cafe\u{301}",
+        "\u{212A}elvin",
+        "\u{130}stanbul",
+        "\u{1C5}ungla",
+        "  padded ",
+        "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+    ];
+    const DOMAIN: [&str; 2] = ["Example.ORG", "\u{FF25}xample.org "];
+    let addresses: Vec<String> = LOCAL
+        .iter()
+        .flat_map(|local| DOMAIN.iter().map(move |domain| format!("{local}@{domain}")))
+        .collect();
+    let answer = hashes_py(&json!({ "email_keys": addresses }));
+    let keys = answer["email_keys"].as_array().expect("email_keys");
+    assert_eq!(keys.len(), addresses.len());
+    let mut normalised = 0;
+    for (address, python) in addresses.iter().zip(keys) {
+        let python = python.as_str().expect("key");
+        match EmailKey::normalise(address) {
+            Ok(key) => {
+                normalised += 1;
+                assert_eq!(key.as_str(), python, "key of {address:?}");
+            }
+            // pwreset also refuses what is not an address; Python's key must not be one
+            // pwreset would accept either.
+            Err(error) => assert!(
+                EmailKey::normalise(python).is_err(),
+                "{address:?} refused ({error:?}) but its Python key {python:?} is accepted"
+            ),
+        }
+    }
+    // The hard cases must really be compared, not all refused.
+    assert!(normalised >= 24, "only {normalised} addresses normalised");
+}
