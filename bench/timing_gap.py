@@ -16,6 +16,10 @@ With PWRESET_TIMING_ARMS=limited the pairs are instead a recently asked-for addr
 its per-address limit (silently suppressed), against a fresh address (accepted): the oracle
 the silent limit must not be. The server must then run with a per-address limit of 1 per
 window (this harness sets RESET_LIMIT_PER_EMAIL=1/1h on the server it starts itself).
+
+With PWRESET_TIMING_ARMS=change the pairs are POST /password-change with a wrong current
+password: an existing account against a missing one (both 401 invalid_credentials, each
+one argon2id verification; the CHANGE_LIMIT_* limits are off on the server it starts).
 """
 import http.client
 import json
@@ -36,6 +40,7 @@ PAIRS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 def main():
     url = os.environ.get("PWRESET_TIMING_URL")
     limited_arm = os.environ.get("PWRESET_TIMING_ARMS") == "limited"
+    change_arm = os.environ.get("PWRESET_TIMING_ARMS") == "change"
     server = None
     if url:
         parsed = urllib.parse.urlsplit(url)
@@ -43,7 +48,8 @@ def main():
         existing_email = os.environ["PWRESET_TIMING_EXISTING"]
     else:
         per_email = "1/1h" if limited_arm else "off"
-        env = dict(os.environ, RESET_LIMIT_PER_EMAIL=per_email, RESET_LIMIT_PER_IP="off", RUST_LOG="warn")
+        env = dict(os.environ, RESET_LIMIT_PER_EMAIL=per_email, RESET_LIMIT_PER_IP="off",
+                   CHANGE_LIMIT_FAILURES="off", CHANGE_LIMIT_PER_IP="off", RUST_LOG="warn")
         server = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--no-demo"],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
         host, prefix, existing_email = "127.0.0.1", "", "here@example.org"
@@ -63,8 +69,19 @@ def main():
         if server:
             _, status = post("/_dev/users", {"email": existing_email, "password": "old password 123"})
             assert status == 201
-        for _ in range(200):  # warm up (and, with the limited arms, push warm@ over its limit)
-            post(prefix + "/password-reset", {"email": "warm@example.org"})
+        if change_arm:
+            route, expected = prefix + "/password-change", 401
+
+            def body(email):
+                return {"email": email, "old_password": "a wrong guess 42",
+                        "new_password": "violin kettle mango quartz"}
+        else:
+            route, expected = prefix + "/password-reset", 202
+
+            def body(email):
+                return {"email": email}
+        for _ in range(20 if change_arm else 200):  # warm up (and, with the limited arms, push warm@ over its limit)
+            post(route, body("warm@example.org"))
         if limited_arm:
             existing_email = "warm@example.org"
         existing, missing, slower = [], [], 0
@@ -75,15 +92,16 @@ def main():
                 order.reverse()
             got = {}
             for kind, email in order:
-                ms, status = post(prefix + "/password-reset", {"email": email})
-                assert status == 202, status
+                ms, status = post(route, body(email))
+                assert status == expected, status
                 got[kind] = ms
             existing.append(got["e"])
             missing.append(got["m"])
             slower += got["e"] > got["m"]
         me, mm = statistics.median(existing), statistics.median(missing)
         first, second = ("limited", "accepted") if limited_arm else ("existing", "missing")
-        print(f"target: {url or BIN}, pairs: {PAIRS}, arms: {first} vs {second}")
+        print(f"target: {url or BIN}{' POST /password-change' if change_arm else ''}, "
+              f"pairs: {PAIRS}, arms: {first} vs {second}")
         print(f"median {first} {me:.4f} ms, median {second} {mm:.4f} ms, "
               f"gap {(me - mm) / mm * 100:+.2f} %, {first} slower in {slower / PAIRS * 100:.1f} % of pairs")
     finally:

@@ -86,6 +86,8 @@ EVENTS = {
     "verify-missing-token.json": (http_event("POST", "/password-reset/verify", '{"uid":"bm9ib2R5"}'), 400),
     "confirm-invalid-token.json": (http_event("POST", "/password-reset/confirm", '{"uid":"bm9ib2R5","token":"forged","new_password":"123"}'), 400),
     "confirm-unknown-route.json": (http_event("POST", "/password-reset/other", "{}"), 404),
+    "change-password-unknown-account.json": (http_event("POST", "/password-change", '{"email":"nobody@example.org","old_password":"a guess at it","new_password":"violin kettle mango quartz"}'), 401),
+    "change-password-invalid-email.json": (http_event("POST", "/password-change", '{"email":"nobody","old_password":"a guess at it","new_password":"violin kettle mango quartz"}'), 400),
     "outbox-insert-stream.json": (stream_event(), {"batchItemFailures": []}),
 }
 

@@ -1,4 +1,5 @@
-// pwreset reference frontend for `/` (ask for a link) and `/reset` (choose a new password).
+// pwreset reference frontend for `/` (ask for a link), `/reset` (choose a new password)
+// and `/change` (change a known password).
 // Plain JavaScript: no framework, no build step, no third-party code, no inline script or
 // style (the pages are served under a strict Content-Security-Policy).
 //
@@ -321,5 +322,71 @@
     } else {
       verify();
     }
+  }
+
+  // ------------------------------------------------- `/change`: change a known password
+  if ($("change-page")) {
+    const form = show($("change-form"));
+    const email = $("change-email");
+    const current = $("current-password");
+    const fresh = $("changed-password");
+    const problemEl = $("change-problem");
+    for (const el of document.querySelectorAll(".min-length")) el.textContent = String(MIN_LENGTH);
+    const fields = [
+      [email, $("change-email-error")],
+      [current, $("current-password-error")],
+      [fresh, $("changed-password-error")],
+    ];
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy($("change-submit"), async () => {
+        for (const [input, error] of fields) clearFieldError(input, error);
+        hide(problemEl);
+        if (!email.value.trim()) {
+          fieldError(email, $("change-email-error"), "Enter your e-mail address.");
+          return;
+        }
+        if (!current.value) {
+          fieldError(current, $("current-password-error"), "Enter your current password.");
+          return;
+        }
+        const result = await post("/password-change", {
+          email: email.value.trim(),
+          old_password: current.value,
+          new_password: fresh.value,
+        });
+        if (result.status === 200) {
+          current.value = "";
+          fresh.value = "";
+          hide(form);
+          document.title = "Password changed";
+          focus(show($("change-done")));
+        } else if (result.status === 401) {
+          current.value = "";
+          fieldError(current, $("current-password-error"),
+            "The e-mail address or the current password is not right. Check both and try again.");
+        } else if (result.status === 422) {
+          const list = Array.isArray(result.body.reasons) && result.body.reasons.length
+            ? result.body.reasons.map(String)
+            : [result.body.detail || "Choose a longer, less common password."];
+          const reasons = $("changed-password-reasons");
+          reasons.replaceChildren();
+          for (const reason of list) {
+            const li = document.createElement("li");
+            li.textContent = reason;
+            reasons.appendChild(li);
+          }
+          fieldError(fresh, $("changed-password-error"));
+        } else if (result.status === 400) {
+          fieldError(email, $("change-email-error"), result.body.detail || result.body.title
+            || "Enter an e-mail address like name@example.com.");
+        } else if (result.status === 429) {
+          problem(problemEl, "Too many attempts. Please try again " + retryInWords(result.retryAfter) + ".");
+        } else {
+          problem(problemEl, serviceProblem(result));
+        }
+      });
+    });
   }
 })();

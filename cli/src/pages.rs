@@ -1,5 +1,5 @@
-//! The reference web pages: `GET /` (ask for a link) and `GET /reset` (choose a password),
-//! and the API's OpenAPI document at `GET /openapi.json`.
+//! The reference web pages: `GET /` (ask for a link), `GET /reset` (choose a password) and
+//! `GET /change` (change a known one), and the API's OpenAPI document at `GET /openapi.json`.
 //! Plain HTML, CSS and JavaScript embedded in the binary: no build step, no inline script
 //! or style, no remote resources. `tests/browser/flow.mjs` walks them in Chromium.
 
@@ -12,6 +12,7 @@ use pwreset_core::http::Problem;
 
 const INDEX: &str = include_str!("../assets/index.html");
 const RESET: &str = include_str!("../assets/reset.html");
+const CHANGE: &str = include_str!("../assets/change.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
 const ICON: &str = include_str!("../assets/favicon.svg");
@@ -22,13 +23,14 @@ pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.j
 /// reset page holds a live token.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /`, `GET /reset`, their assets and `GET /openapi.json`.
+/// `GET /`, `GET /reset`, `GET /change`, their assets and `GET /openapi.json`.
 pub fn router() -> Router {
     const HTML: &str = "text/html; charset=utf-8";
     Router::new()
         .route("/", page(HTML, INDEX))
         .route("/index.html", page(HTML, INDEX))
         .route("/reset", page(HTML, RESET))
+        .route("/change", page(HTML, CHANGE))
         .route(
             "/assets/app.js",
             page("text/javascript; charset=utf-8", SCRIPT),

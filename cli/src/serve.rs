@@ -19,7 +19,7 @@ use pwreset_core::domain::{EmailAddress, User, UserId};
 use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{self, PeerIp};
 use pwreset_core::ports::{InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock};
-use pwreset_core::service::{ConfirmReset, RequestReset, SendResetEmail};
+use pwreset_core::service::{ChangePassword, ConfirmReset, RequestReset, SendResetEmail};
 use secrecy::SecretString;
 
 use crate::dev::{DevRoutes, DevState};
@@ -70,6 +70,7 @@ impl Mailer for ConsoleMailer {
 struct Wiring {
     request: RequestReset,
     confirm: ConfirmReset,
+    change: ChangePassword,
     dev: DevState,
     /// The in-process outbox worker (`--backend memory`) or the stream reader (`--backend
     /// aws`), stopped with the server.
@@ -114,8 +115,11 @@ pub async fn run(
         );
     }
     let routes = Router::new()
-        .merge(http::request_routes(Arc::new(wiring.request)))
-        .merge(http::confirm_routes(Arc::new(wiring.confirm)))
+        .merge(http::api_routes(
+            Arc::new(wiring.request),
+            Arc::new(wiring.confirm),
+            Arc::new(wiring.change),
+        ))
         .merge(crate::pages::router())
         .nest("/_dev", crate::dev::router(wiring.dev, dev_routes))
         .layer(axum::middleware::map_request(with_peer_ip));
@@ -166,14 +170,17 @@ fn memory(config: &Config) -> Wiring {
     let mailer = Arc::new(ConsoleMailer::default());
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
-    let request = RequestReset::new(
-        store.clone(),
-        Arc::new(MemoryRateLimiter::new()),
-        clock.clone(),
-        config.limits,
-    );
+    let limiter = Arc::new(MemoryRateLimiter::new());
+    let request = RequestReset::new(store.clone(), limiter.clone(), clock.clone(), config.limits);
     // No event bus in memory: EVENT_BUS_NAME takes effect with --backend aws only.
     let confirm = ConfirmReset::configured(config, store.clone(), clock.clone(), hasher.clone());
+    let change = ChangePassword::configured(
+        config,
+        store.clone(),
+        limiter,
+        clock.clone(),
+        hasher.clone(),
+    );
     let deliverer = SendResetEmail::configured(config, store.clone(), mailer.clone(), clock);
     let worker = tokio::spawn(run_outbox_worker(
         store.clone(),
@@ -183,6 +190,7 @@ fn memory(config: &Config) -> Wiring {
     Wiring {
         request,
         confirm,
+        change,
         dev: DevState {
             users: store.clone(),
             hasher,
@@ -208,6 +216,14 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
     // The stream reader below publishes the event jobs through send-reset-email's code.
     let confirm = ConfirmReset::configured(config, store.clone(), clock.clone(), hasher.clone())
         .queueing_events(config.event_bus.is_some());
+    let change = ChangePassword::configured(
+        config,
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+        hasher.clone(),
+    )
+    .queueing_events(config.event_bus.is_some());
     let (mailer, mailbox): (Arc<dyn Mailer>, _) = match mail {
         MailOutput::Console => {
             let console = ConsoleMailer::default();
@@ -240,6 +256,7 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
     Ok(Wiring {
         request: RequestReset::new(store.clone(), store.clone(), clock, config.limits),
         confirm,
+        change,
         dev: DevState {
             users: store,
             hasher,

@@ -8,7 +8,7 @@ use crate::hashing::HashFormat;
 use crate::mail::LinkTemplate;
 use crate::policy::{DEFAULT_MIN_LENGTH, MAX_MIN_LENGTH};
 use crate::ports::RateLimit;
-use crate::service::Limits;
+use crate::service::{ChangeLimits, Limits};
 use crate::token::TokenKeys;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
@@ -16,6 +16,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 pub const DEFAULT_LIMIT_PER_EMAIL: &str = "3/15m";
 pub const DEFAULT_LIMIT_PER_IP: &str = "20/1m";
+pub const DEFAULT_CHANGE_LIMIT_FAILURES: &str = "5/15m";
+pub const DEFAULT_CHANGE_LIMIT_PER_IP: &str = "20/1m";
 pub const DEFAULT_PRODUCT_NAME: &str = "pwreset";
 
 /// Where the process runs decides which variables have defaults.
@@ -81,6 +83,9 @@ pub struct Config {
     pub token_keys_generated: bool,
     pub min_password_length: usize,
     pub limits: Limits,
+    /// `CHANGE_LIMIT_FAILURES` / `CHANGE_LIMIT_PER_IP`: failed `POST /password-change`
+    /// attempts per account and per client address.
+    pub change_limits: ChangeLimits,
     pub mail_from: String,
     pub product_name: String,
     /// `HASH_FORMAT`: how a reset spells the new hash.
@@ -98,6 +103,7 @@ impl fmt::Debug for Config {
             .field("token_keys", &self.token_keys)
             .field("min_password_length", &self.min_password_length)
             .field("limits", &self.limits)
+            .field("change_limits", &self.change_limits)
             .field("mail_from", &self.mail_from)
             .field("product_name", &self.product_name)
             .field("hash_format", &self.hash_format)
@@ -189,6 +195,10 @@ impl Config {
             per_email: limit("RESET_LIMIT_PER_EMAIL", DEFAULT_LIMIT_PER_EMAIL)?,
             per_ip: limit("RESET_LIMIT_PER_IP", DEFAULT_LIMIT_PER_IP)?,
         };
+        let change_limits = ChangeLimits {
+            failures: limit("CHANGE_LIMIT_FAILURES", DEFAULT_CHANGE_LIMIT_FAILURES)?,
+            per_ip: limit("CHANGE_LIMIT_PER_IP", DEFAULT_CHANGE_LIMIT_PER_IP)?,
+        };
 
         let mail_from = match get("MAIL_FROM") {
             Some(raw) => {
@@ -249,6 +259,7 @@ impl Config {
             token_keys_generated,
             min_password_length,
             limits,
+            change_limits,
             mail_from,
             product_name,
             hash_format,
@@ -622,6 +633,19 @@ mod tests {
             })
         );
         assert_eq!(config.mail_from, "no-reply@localhost");
+        assert_eq!(
+            config.change_limits,
+            ChangeLimits {
+                failures: Some(RateLimit {
+                    max: 5,
+                    window: Duration::from_secs(900)
+                }),
+                per_ip: Some(RateLimit {
+                    max: 20,
+                    window: Duration::from_secs(60)
+                }),
+            }
+        );
     }
 
     #[test]
@@ -684,6 +708,8 @@ mod tests {
             ("PASSWORD_MIN_LENGTH", "65"),
             ("RESET_LIMIT_PER_EMAIL", "lots"),
             ("RESET_LIMIT_PER_IP", "20/1d"),
+            ("CHANGE_LIMIT_FAILURES", "5"),
+            ("CHANGE_LIMIT_PER_IP", "0/1m"),
             ("RESET_LINK_TEMPLATE", "https://a.example/{uid}"),
             ("TOKEN_KEYS", "c2hvcnQ="),
             ("MAIL_FROM", "nobody"),
@@ -711,6 +737,8 @@ mod tests {
             &[
                 ("RESET_LIMIT_PER_EMAIL", "off"),
                 ("RESET_LIMIT_PER_IP", "off"),
+                ("CHANGE_LIMIT_FAILURES", "off"),
+                ("CHANGE_LIMIT_PER_IP", "OFF"),
             ],
         )
         .expect("valid");
@@ -718,6 +746,13 @@ mod tests {
             config.limits,
             Limits {
                 per_email: None,
+                per_ip: None
+            }
+        );
+        assert_eq!(
+            config.change_limits,
+            ChangeLimits {
+                failures: None,
                 per_ip: None
             }
         );

@@ -99,6 +99,33 @@ impl PasswordPolicy {
     }
 }
 
+/// The reason a password change gives when the new password is the current one.
+pub const SAME_AS_CURRENT: &str = "Choose a password different from your current one.";
+
+impl PasswordPolicy {
+    /// [`Self::check`] for a change: also refuses the current password itself (both
+    /// compared in their NFKC form, as they are hashed).
+    pub fn check_change(
+        &self,
+        candidate: CandidatePassword,
+        current: &CandidatePassword,
+        email: &EmailAddress,
+    ) -> Result<AcceptedPassword, WeakPassword> {
+        let same = candidate.expose() == current.expose();
+        match (self.check(candidate, email), same) {
+            (Ok(accepted), false) => Ok(accepted),
+            (Ok(_), true) => Err(WeakPassword {
+                reasons: vec![SAME_AS_CURRENT.to_owned()],
+            }),
+            (Err(mut weak), true) => {
+                weak.reasons.insert(0, SAME_AS_CURRENT.to_owned());
+                Err(weak)
+            }
+            (Err(weak), false) => Err(weak),
+        }
+    }
+}
+
 impl Default for PasswordPolicy {
     fn default() -> Self {
         Self::new(DEFAULT_MIN_LENGTH)

@@ -273,6 +273,15 @@ pub enum RateDecision {
     Limited { retry_after_secs: u64 },
 }
 
+/// Which hits [`RateLimiter::forgive`] takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgive {
+    /// The one this attempt counted (it turned out not to be a failure).
+    One,
+    /// Every hit in the window (a success clears an account's failures).
+    All,
+}
+
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Counts one hit on `bucket` and says whether it is within `limit`.
@@ -282,6 +291,17 @@ pub trait RateLimiter: Send + Sync {
         limit: &RateLimit,
         now: i64,
     ) -> Result<RateDecision, StoreError>;
+
+    /// Takes hits back from the window `now` falls in (pass the `now` the hit was counted
+    /// at). A limit that counts failures counts every attempt first, so concurrent guesses
+    /// cannot slip past it, and forgives the attempts that turn out not to be failures.
+    async fn forgive(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+        hits: Forgive,
+    ) -> Result<(), StoreError>;
 }
 
 pub trait Clock: Send + Sync {

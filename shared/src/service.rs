@@ -6,6 +6,10 @@
 //! - [`SendResetEmail`]: the outbox worker: look up → skip inactive/unusable → sign → send.
 //! - [`ConfirmReset`]: verify (no side effect) and confirm (verify → policy → hash →
 //!   conditional replace + notice).
+//! - [`ChangePassword`]: a known password replaced (limits → verify → policy → hash → the
+//!   same conditional replace + notice).
+
+mod change;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,6 +28,8 @@ use crate::ports::{
     UserRepository, reset_lookup,
 };
 use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
+
+pub use change::{ChangeAttempt, ChangeError, ChangeLimits, ChangePassword};
 
 /// The two request-path limits; `None` is `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,9 @@ use pwreset_core::http::{DevServerApp, PeerIp, api_routes, for_dev_server};
 use pwreset_core::mail::{LinkTemplate, MailComposer};
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::{RateLimit, SystemClock, UserRepository as _};
-use pwreset_core::service::{ConfirmReset, Limits, RequestReset, SendResetEmail};
+use pwreset_core::service::{
+    ChangeLimits, ChangePassword, ConfirmReset, Limits, RequestReset, SendResetEmail,
+};
 use pwreset_core::token::{TokenKeys, TokenSigner, TokenSubject};
 use pwreset_testkit::aws::{self, Sdk, unique_name};
 use pwreset_testkit::fault_proxy::{Fault, FaultProxy};
@@ -90,6 +92,7 @@ impl Rig {
             PasswordPolicy::new(12),
             PasswordHasher::owasp(),
         );
+        let change = change_password(store.clone());
         let deliverer = SendResetEmail::new(
             store,
             Arc::new(SesMailer::new(sdk().sesv2(&ses_proxy.url), FROM, None)),
@@ -106,7 +109,11 @@ impl Rig {
             dynamodb_proxy,
             ses_proxy,
             direct: DynamoStore::new(direct_client, table),
-            api: for_dev_server(api_routes(Arc::new(request), Arc::new(confirm))),
+            api: for_dev_server(api_routes(
+                Arc::new(request),
+                Arc::new(confirm),
+                Arc::new(change),
+            )),
             deliverer,
             signer,
             ses_url: ses.url.clone(),
@@ -472,12 +479,13 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
             },
         )),
         Arc::new(ConfirmReset::new(
-            store,
+            store.clone(),
             Arc::new(SystemClock),
             rig.signer.clone(),
             PasswordPolicy::new(12),
             PasswordHasher::owasp(),
         )),
+        Arc::new(change_password(store)),
     ));
     call(&down, "/password-reset", &json!({ "email": email }))
         .await
@@ -496,6 +504,13 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
     )
     .await
     .assert_unavailable("confirm, refused");
+    call(
+        &down,
+        "/password-change",
+        &json!({"email": email, "old_password": OLD, "new_password": STRONG}),
+    )
+    .await
+    .assert_unavailable("change, refused");
     assert_eq!(rig.stored_hash(&user.uid).await, before);
     assert!(rig.outbox_items().await.is_empty());
     rig.verify(&user.uid, &token)
@@ -504,6 +519,21 @@ async fn dynamodb_refusing_connections_is_a_503_everywhere_and_changes_nothing()
     rig.confirm(&user.uid, &token, STRONG)
         .await
         .assert_status(200, "confirm");
+}
+
+/// `POST /password-change` over `store`, failures limited as by default.
+fn change_password(store: Arc<DynamoStore>) -> ChangePassword {
+    ChangePassword::new(
+        store.clone(),
+        store,
+        Arc::new(SystemClock),
+        PasswordPolicy::new(12),
+        PasswordHasher::owasp(),
+        ChangeLimits {
+            failures: RateLimit::parse("5/15m").expect("limit"),
+            per_ip: RateLimit::parse("1000/1m").expect("limit"),
+        },
+    )
 }
 
 #[tokio::test]
@@ -525,6 +555,47 @@ async fn a_reset_request_whose_outbox_write_fails_is_a_503_not_a_202() {
         .await
         .assert_status(202, "request");
     assert_eq!(rig.outbox_items().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_change_write_is_a_503_changes_nothing_and_is_not_counted_as_a_failure() {
+    let rig = Rig::start().await;
+    let email = unique_address("change");
+    let user = rig.add_user(&email).await;
+    let before = rig.stored_hash(&user.uid).await;
+    let body = json!({"email": email, "old_password": OLD, "new_password": STRONG});
+    // More faulted attempts than the account's failure limit (5): each is forgiven, or the
+    // last attempt below would be a 429.
+    for fault in [
+        Fault::INTERNAL_ERROR,
+        Fault::THROTTLING,
+        Fault::THROUGHPUT_EXCEEDED,
+    ]
+    .repeat(2)
+    {
+        rig.dynamodb_proxy.set_for(TRANSACT_WRITE, fault);
+        let faulted = rig.dynamodb_proxy.faulted();
+        rig.post("/password-change", &body)
+            .await
+            .assert_unavailable(&format!("change write, {fault:?}"));
+        assert!(rig.dynamodb_proxy.faulted() > faulted, "{fault:?} injected");
+        rig.dynamodb_proxy.clear();
+        assert_eq!(rig.stored_hash(&user.uid).await, before, "{fault:?}");
+        assert!(rig.outbox_items().await.is_empty(), "no notice, {fault:?}");
+    }
+    rig.post("/password-change", &body)
+        .await
+        .assert_status(200, "change once DynamoDB is back");
+    assert_eq!(rig.outbox_items().await.len(), 1, "exactly one notice");
+    assert!(
+        PasswordHasher::owasp()
+            .verify(
+                SecretString::from(STRONG),
+                Some(rig.stored_hash(&user.uid).await)
+            )
+            .await
+            .expect("verify")
+    );
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use pwreset_core::hashing::PasswordHasher;
 use pwreset_core::http::{DevServerApp, ProblemCode, api_routes, for_dev_server};
 use pwreset_core::policy::PasswordPolicy;
 use pwreset_core::ports::SystemClock;
-use pwreset_core::service::{ConfirmReset, Limits, RequestReset};
+use pwreset_core::service::{ChangeLimits, ChangePassword, ConfirmReset, Limits, RequestReset};
 use pwreset_core::token::{ParsedToken, TokenKeys, TokenRejection, TokenSigner, TokenSubject};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -32,12 +32,13 @@ use unicode_normalization::UnicodeNormalization as _;
 const MARK: &str = "QZXJ";
 
 /// The codes a client's own input can produce (no limits here, no failing dependency).
-const CODES: [ProblemCode; 9] = [
+const CODES: [ProblemCode; 10] = [
     ProblemCode::InvalidRequest,
     ProblemCode::InvalidEmail,
     ProblemCode::InvalidToken,
     ProblemCode::ExpiredToken,
     ProblemCode::WeakPassword,
+    ProblemCode::InvalidCredentials,
     ProblemCode::PayloadTooLarge,
     ProblemCode::UnsupportedMediaType,
     ProblemCode::NotFound,
@@ -79,6 +80,17 @@ fn api() -> DevServerApp {
             per_ip: None,
         },
     );
+    let change = ChangePassword::new(
+        store.clone(),
+        Arc::new(MemoryRateLimiter::new()),
+        clock.clone(),
+        PasswordPolicy::default(),
+        PasswordHasher::owasp(),
+        ChangeLimits {
+            failures: None,
+            per_ip: None,
+        },
+    );
     let confirm = ConfirmReset::new(
         store,
         clock,
@@ -86,7 +98,11 @@ fn api() -> DevServerApp {
         PasswordPolicy::default(),
         PasswordHasher::owasp(),
     );
-    for_dev_server(api_routes(Arc::new(request), Arc::new(confirm)))
+    for_dev_server(api_routes(
+        Arc::new(request),
+        Arc::new(confirm),
+        Arc::new(change),
+    ))
 }
 
 /// Any text, marked: printable ASCII, any Unicode scalar, control characters, look-alikes.
@@ -124,6 +140,7 @@ fn field_name() -> impl Strategy<Value = String> {
         Just("uid".to_owned()),
         Just("token".to_owned()),
         Just("new_password".to_owned()),
+        Just("old_password".to_owned()),
         "[a-z_]{0,12}",
     ]
 }
@@ -134,10 +151,11 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..300),
         json_value().prop_map(|v| v.to_string().into_bytes()),
         (marked_text(), marked_text(), marked_text(), any::<u8>()).prop_map(|(a, b, c, shape)| {
-            let value = match shape % 4 {
+            let value = match shape % 5 {
                 0 => json!({ "email": a }),
                 1 => json!({ "uid": a, "token": b }),
                 2 => json!({ "uid": a, "token": b, "new_password": c }),
+                3 => json!({ "email": a, "old_password": b, "new_password": c }),
                 _ => json!({ "email": a, "email2": b, "uid": c }),
             };
             value.to_string().into_bytes()
@@ -167,6 +185,7 @@ fn path() -> impl Strategy<Value = String> {
         Just("/password-reset".to_owned()),
         Just("/password-reset/verify".to_owned()),
         Just("/password-reset/confirm".to_owned()),
+        Just("/password-change".to_owned()),
         Just("/password-reset/".to_owned()),
         "/[a-z/-]{0,30}",
     ]

@@ -162,6 +162,14 @@ impl DevServer {
         .await
     }
 
+    pub async fn change_password(&self, email: &str, old: &str, new: &str) -> Reply {
+        self.post_json(
+            "/password-change",
+            &json!({"email": email, "old_password": old, "new_password": new}),
+        )
+        .await
+    }
+
     pub async fn mail(&self) -> Vec<Mail> {
         self.mailbox().await.messages
     }
@@ -242,6 +250,24 @@ impl Reply {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// What "identical" responses must share: status, body and every header but `Date`
+    /// (sorted, so order does not count).
+    pub fn comparable(&self) -> (u16, String, Vec<(String, String)>) {
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| name.as_str() != "date")
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        headers.sort();
+        (self.status, self.text.clone(), headers)
     }
 
     pub fn code(&self) -> &str {

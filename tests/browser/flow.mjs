@@ -428,6 +428,33 @@ async function main() {
     assert.equal(await text(page, "#link-problem-title"), "This page needs the link from your e-mail");
   });
 
+  await check("change a known password at /change: wrong password, weak one, then success", async () => {
+    const user = "changer@example.org";
+    assert.equal((await api(server, "POST", "/_dev/users", { email: user, password: oldPassword })).status, 201);
+    await page.goto(server.base + "/change");
+    await visible(page, "#change-form");
+    assert.equal(await page.locator("#change-email").getAttribute("autocomplete"), "username");
+    await page.fill("#change-email", user);
+    await page.fill("#current-password", "not the password at all");
+    await page.fill("#changed-password", strong);
+    await page.click("#change-submit");
+    await visible(page, "#current-password-error");
+    assert.equal(await page.locator("#current-password").getAttribute("aria-invalid"), "true");
+    await shot(page, "12-change-wrong-password");
+    await page.fill("#current-password", oldPassword);
+    await page.fill("#changed-password", oldPassword);
+    await page.click("#change-submit");
+    await visible(page, "#changed-password-error");
+    assert.match(await text(page, "#changed-password-reasons"), /different from your current/);
+    await page.fill("#changed-password", strong + " again");
+    await page.click("#change-submit");
+    await visible(page, "#change-done");
+    assert.equal(await page.title(), "Password changed");
+    await shot(page, "13-change-done");
+    const login = await api(server, "POST", "/_dev/login", { email: user, password: strong + " again" });
+    assert.equal(login.json.valid, true);
+  });
+
   await check("no console errors, CSP violations or requests to other origins", async () => {
     assert.deepEqual(problems, []);
   });

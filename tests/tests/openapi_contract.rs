@@ -225,7 +225,8 @@ async fn the_served_document_is_the_repository_openapi_yaml() {
         BTreeSet::from([
             "/password-reset",
             "/password-reset/verify",
-            "/password-reset/confirm"
+            "/password-reset/confirm",
+            "/password-change"
         ])
     );
 }
@@ -240,10 +241,11 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
     let reset = "/password-reset";
     let verify = "/password-reset/verify";
     let confirm = "/password-reset/confirm";
+    let change = "/password-change";
     let mut seen = BTreeSet::new();
 
     // Bad input on every route, in the contract's order of checks.
-    for path in [reset, verify, confirm] {
+    for path in [reset, verify, confirm, change] {
         let huge = vec![b' '; 16 * 1024 + 1];
         for reply in [
             server.post_raw(path, Some("application/json"), huge).await,
@@ -313,6 +315,37 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
         &server.confirm(&uid, &fresh, STRONG).await,
     ));
 
+    // A change: wrong password, weak new one, invalid address, success, then the account's
+    // failure limit (5 by default).
+    let bob = "bob@example.org";
+    server.create_user(bob, OLD, true).await;
+    seen.insert(check(
+        &spec,
+        change,
+        &server.change_password("bob at example", OLD, STRONG).await,
+    ));
+    seen.insert(check(
+        &spec,
+        change,
+        &server.change_password(bob, OLD, "123").await,
+    ));
+    seen.insert(check(
+        &spec,
+        change,
+        &server.change_password(bob, OLD, STRONG).await,
+    ));
+    let mut change_limited = None;
+    for _ in 0..6 {
+        let reply = server.change_password(bob, "not the password", OLD).await;
+        if reply.status == 429 {
+            change_limited = Some(reply);
+            break;
+        }
+        seen.insert(check(&spec, change, &reply));
+    }
+    let change_limited = change_limited.expect("the failure limit answered 429 within 6 tries");
+    seen.insert(check(&spec, change, &change_limited));
+
     // The per-IP limit (30 a minute; some were used above): 429 with Retry-After.
     let mut limited = None;
     for _ in 0..40 {
@@ -327,7 +360,7 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
 
     // Described outside the operations: other methods (405 + Allow) and other paths (404).
     let not_allowed = spec.expected_of(&spec.doc["components"]["responses"]["MethodNotAllowed"]);
-    for path in [reset, verify, confirm] {
+    for path in [reset, verify, confirm, change] {
         for method in [
             reqwest::Method::GET,
             reqwest::Method::PUT,

@@ -369,3 +369,42 @@ async fn backfill_keys_writes_the_normalised_key_into_an_existing_table() {
     let second = String::from_utf8_lossy(&run().stdout).into_owned();
     assert!(second.contains("written 0, already right 5"), "{second}");
 }
+
+#[tokio::test]
+async fn a_django_user_changes_a_known_password_and_django_verifies_the_new_hash() {
+    let team = Team::new().await;
+    team.put("ada", "Ada@Example.org", true).await;
+    team.put("u-1", "shared@example.org", true).await;
+    team.put("u-2", "Shared@Example.org", true).await;
+    let server = team.serve();
+    // The team's pbkdf2 hash is verified as it is; the new one is Django's argon2.
+    let wrong = server
+        .change_password("ada@example.org", "not the password", STRONG)
+        .await;
+    wrong.assert_problem(401, "invalid_credentials");
+    let changed = server.change_password("ADA@example.org", OLD, STRONG).await;
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    let item = team.item("ada").await;
+    let hash = string(&item, "password");
+    assert!(hash.starts_with("argon2$argon2id$"), "HASH_FORMAT=django");
+    assert!(django_check_password(STRONG, &hash));
+    assert!(!django_check_password(OLD, &hash));
+    assert_eq!(string(&item, "session_version"), "1", "version +1");
+    assert_eq!(
+        string(&item, "username"),
+        "ada",
+        "the team's attributes stay"
+    );
+    let mail = server.wait_for_mail(1).await;
+    assert_eq!(mail[0].to, "Ada@Example.org");
+    assert!(mail[0].subject.contains("changed"), "{}", mail[0].subject);
+    // An address two active accounts share cannot say whose password is meant: the same
+    // 401 as a wrong password, and neither account changes.
+    let shared = server
+        .change_password("shared@example.org", OLD, STRONG)
+        .await;
+    assert_eq!(shared.comparable(), wrong.comparable());
+    for id in ["u-1", "u-2"] {
+        assert_eq!(string(&team.item(id).await, "password"), DJANGO_OLD);
+    }
+}

@@ -52,6 +52,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
     },
+    /// P3 for `POST /password-change`: the change over HTTP vs a bare verify + hash.
+    Change {
+        #[arg(long)]
+        pwreset: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        pairs: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
     /// P4 and P6 for the Lambda binaries, under `cargo lambda watch --only-lambda-apis`.
     Lambda {
         /// Directory holding request-reset, confirm-reset, send-reset-email, hello-lambda.
@@ -91,6 +100,11 @@ fn main() -> anyhow::Result<()> {
                 pairs,
                 warmup,
             } => serve::confirm(&pwreset, pairs, warmup).await,
+            Command::Change {
+                pwreset,
+                pairs,
+                warmup,
+            } => serve::change(&pwreset, pairs, warmup).await,
             Command::Lambda {
                 bin_dir,
                 watch_port,

@@ -33,6 +33,8 @@ impl Serve {
             .args(["serve", "--addr", "127.0.0.1:0", "--no-demo"])
             .env("RESET_LIMIT_PER_EMAIL", "off")
             .env("RESET_LIMIT_PER_IP", "off")
+            .env("CHANGE_LIMIT_FAILURES", "off")
+            .env("CHANGE_LIMIT_PER_IP", "off")
             .env("RUST_LOG", "warn");
         let server = Server::start(&mut command, Keep::UntilListening, Duration::from_secs(30))
             .map_err(anyhow::Error::msg)
@@ -339,6 +341,104 @@ pub async fn confirm(bin: &Path, pairs: usize, warmup: usize) -> anyhow::Result<
             "server_cpu_per_confirm_ms": server_cpu,
             "driver_cpu_per_hash_ms": driver_cpu,
         }, "p6_serve": {"vm_hwm_kib": hwm, "flows": warmup + pairs}})
+    );
+    Ok(())
+}
+
+/// The change flow over HTTP (verify the current password, hash the new one, the
+/// conditional write) against what it must at least cost: one bare argon2id verify and one
+/// bare hash in this process, interleaved pairs, the order alternating.
+pub async fn change(bin: &Path, pairs: usize, warmup: usize) -> anyhow::Result<()> {
+    let serve = Serve::start(bin)?;
+    let client = client()?;
+    let email = "bench@example.org";
+    add_user(&client, &serve.base, email).await?;
+    let hasher = PasswordHasher::owasp();
+    let change_url = format!("{}/password-change", serve.base);
+    let server_pid = serve.pid().to_string();
+    let mut seen = mail(&client, &serve.base).await?.len();
+    let (mut changes, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut server_cpu, mut driver_cpu) = (0.0, 0.0);
+    let mut current = OLD_PASSWORD.to_owned();
+    let stored = hasher
+        .hash(SecretString::from(OLD_PASSWORD))
+        .await
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+    for i in 0..warmup + pairs {
+        let new_password = format!("violin kettle mango quartz {i}");
+        let time_bare = async || -> anyhow::Result<(f64, f64)> {
+            let cpu = cpu_ms("self").unwrap_or(0.0);
+            let start = Instant::now();
+            let ok = hasher
+                .verify(SecretString::from(OLD_PASSWORD), Some(stored.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("verify: {e}"))?;
+            if !ok {
+                bail!("the bare verify failed");
+            }
+            hasher
+                .hash(SecretString::from(new_password.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+            let took = ms(start.elapsed());
+            Ok((took, cpu_ms("self").unwrap_or(0.0) - cpu))
+        };
+        let body = json!({"email": email, "old_password": current, "new_password": new_password});
+        let time_change = async || -> anyhow::Result<(f64, f64)> {
+            let cpu = cpu_ms(&server_pid).unwrap_or(0.0);
+            let start = Instant::now();
+            let (status, body) = post(&client, &change_url, &body).await?;
+            let took = ms(start.elapsed());
+            if status != 200 {
+                bail!("POST /password-change: {status} {body}");
+            }
+            Ok((took, cpu_ms(&server_pid).unwrap_or(0.0) - cpu))
+        };
+        // After a change, let its notice go out before the next timed step.
+        let ((bare_ms, bare_cpu), (change_ms, change_cpu)) = if i % 2 == 0 {
+            let b = time_bare().await?;
+            let c = time_change().await?;
+            seen = wait_for_mail(&client, &serve.base, seen).await?.len();
+            (b, c)
+        } else {
+            let c = time_change().await?;
+            seen = wait_for_mail(&client, &serve.base, seen).await?.len();
+            let b = time_bare().await?;
+            (b, c)
+        };
+        current = new_password;
+        if i >= warmup {
+            bare.push(bare_ms);
+            changes.push(change_ms);
+            ratios.push(change_ms / bare_ms);
+            server_cpu += change_cpu;
+            driver_cpu += bare_cpu;
+        }
+    }
+    let (mc, mb) = (median(&changes), median(&bare));
+    println!(
+        "P3c password change over HTTP vs a bare argon2id verify + hash (m=19456 t=2 p=1), {pairs} interleaved pairs"
+    );
+    println!(
+        "  median change {mc:.2} ms  median bare verify+hash {mb:.2} ms  ratio of medians {:.3}  median of pair ratios {:.3}",
+        mc / mb,
+        median(&ratios)
+    );
+    let (server_cpu, driver_cpu) = (server_cpu / pairs as f64, driver_cpu / pairs as f64);
+    println!(
+        "  CPU time (mean, 10 ms ticks): server per change {server_cpu:.1} ms  driver per verify+hash {driver_cpu:.1} ms"
+    );
+    println!(
+        "RESULT {}",
+        json!({"p3_change": {
+            "pairs": pairs,
+            "change_median_ms": mc,
+            "two_hashes_median_ms": mb,
+            "ratio_of_medians": mc / mb,
+            "median_pair_ratio": median(&ratios),
+            "server_cpu_per_change_ms": server_cpu,
+            "driver_cpu_per_two_hashes_ms": driver_cpu,
+        }})
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::domain::{EmailKey, EmailLookup, User, UserId};
 use crate::ports::{
-    ChangeOutcome, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
+    ChangeOutcome, Forgive, InsertOutcome, MailError, Mailer, Outbox, OutboxJob, OutgoingMail,
     PasswordChange, RateDecision, RateLimit, RateLimiter, StoreError,
 };
 
@@ -207,6 +207,29 @@ impl RateLimiter for MemoryRateLimiter {
         } else {
             Ok(RateDecision::Allowed)
         }
+    }
+
+    async fn forgive(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+        hits: Forgive,
+    ) -> Result<(), StoreError> {
+        let (window, _) = limit.window_at(now);
+        let mut counters = lock(&self.counters);
+        let key = (bucket.to_owned(), window);
+        match hits {
+            Forgive::All => {
+                counters.remove(&key);
+            }
+            Forgive::One => {
+                if let Some(entry) = counters.get_mut(&key) {
+                    entry.0 = entry.0.saturating_sub(1);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

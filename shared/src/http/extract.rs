@@ -123,3 +123,24 @@ pub fn client_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     // Some tools write the source as a CIDR ("192.0.2.1/32"); the address is what counts.
     source.and_then(|ip| ip.split('/').next().and_then(|ip| ip.trim().parse().ok()))
 }
+
+/// The `sub` claim of a JWT the HTTP API's authorizer checked (API Gateway puts the claims
+/// in the request context); `None` with no authorizer, and always on the dev server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSubject(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for JwtSubject {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let subject = match parts.extensions.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+                .authorizer
+                .as_ref()
+                .and_then(|authorizer| authorizer.jwt.as_ref())
+                .and_then(|jwt| jwt.claims.get("sub").cloned()),
+            _ => None,
+        };
+        Ok(Self(subject))
+    }
+}

@@ -22,10 +22,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::util::MapRequest;
 
-pub use extract::{ApiJson, ClientIp, PeerIp, client_ip};
+pub use extract::{ApiJson, ClientIp, JwtSubject, PeerIp, client_ip};
 pub use problem::{Problem, ProblemCode};
 
-use crate::service::{ConfirmReset, RequestReset};
+use crate::service::{ChangeAttempt, ChangePassword, ConfirmReset, RequestReset};
 
 /// Bodies above this are refused before parsing; exactly this much is accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -48,9 +48,25 @@ pub fn confirm_routes(service: Arc<ConfirmReset>) -> Router {
         .with_state(service)
 }
 
-/// The whole API: both use cases' routes, as `pwreset serve` serves them.
-pub fn api_routes(request: Arc<RequestReset>, confirm: Arc<ConfirmReset>) -> Router {
-    request_routes(request).merge(confirm_routes(confirm))
+/// `POST /password-change`: the `change-password` function's one route.
+pub fn change_routes(service: Arc<ChangePassword>) -> Router {
+    Router::new()
+        .route(
+            "/password-change",
+            post(change_password).fallback(post_only),
+        )
+        .with_state(service)
+}
+
+/// The whole API: every use case's routes, as `pwreset serve` serves them.
+pub fn api_routes(
+    request: Arc<RequestReset>,
+    confirm: Arc<ConfirmReset>,
+    change: Arc<ChangePassword>,
+) -> Router {
+    request_routes(request)
+        .merge(confirm_routes(confirm))
+        .merge(change_routes(change))
 }
 
 /// What every deployment wraps around its routes: a problem document for any other path,
@@ -98,15 +114,20 @@ pub fn for_dev_server(routes: Router) -> DevServerApp {
 
 /// Behind an HTTP API stage the path starts with the stage (`/prod/password-reset`), through
 /// `cargo lambda watch` with the function URL prefix (`/lambda-url/request-reset/…`): the
-/// router sees the path from its last `/password-reset` segment on, so the same binary
+/// router sees the path from its last `/password-reset` (or `/password-change`) segment on,
+/// so the same binary
 /// answers everywhere. A path without one is left as it is (and answers 404).
 pub fn deployment_path<B>(request: http::Request<B>) -> http::Request<B> {
-    const BASE: &str = "/password-reset";
+    const BASES: [&str; 2] = ["/password-reset", "/password-change"];
     let path = trimmed(request.uri().path());
-    let start = path
-        .rmatch_indices(BASE)
-        .map(|(at, _)| at)
-        .find(|at| matches!(path.as_bytes().get(at + BASE.len()), None | Some(b'/')));
+    let start = BASES
+        .iter()
+        .flat_map(|base| {
+            path.rmatch_indices(base)
+                .map(|(at, _)| at)
+                .find(|at| matches!(path.as_bytes().get(at + base.len()), None | Some(b'/')))
+        })
+        .max();
     match start {
         Some(at) => {
             let api_path = path[at..].to_owned();
@@ -205,6 +226,13 @@ struct ConfirmBody {
     new_password: String,
 }
 
+#[derive(Deserialize)]
+struct ChangeBody {
+    email: String,
+    old_password: String,
+    new_password: String,
+}
+
 #[derive(Serialize)]
 struct StatusBody {
     status: &'static str,
@@ -253,6 +281,29 @@ async fn confirm(
         StatusCode::OK,
         &StatusBody {
             status: "password_reset",
+        },
+    ))
+}
+
+async fn change_password(
+    State(service): State<Arc<ChangePassword>>,
+    ClientIp(ip): ClientIp,
+    JwtSubject(subject): JwtSubject,
+    ApiJson(body): ApiJson<ChangeBody>,
+) -> Result<Response, Problem> {
+    service
+        .change(ChangeAttempt {
+            email: &body.email,
+            old_password: &body.old_password,
+            new_password: &body.new_password,
+            client_ip: ip,
+            subject: subject.as_deref(),
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &StatusBody {
+            status: "password_changed",
         },
     ))
 }

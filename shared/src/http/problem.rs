@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{MAX_BODY_BYTES, PROBLEM_JSON, json_response};
 use crate::ports::StoreError;
-use crate::service::{ConfirmError, RequestError, VerifyError};
+use crate::service::{ChangeError, ConfirmError, RequestError, VerifyError};
 use crate::token::TokenRejection;
 
 /// Every problem `code` pwreset answers, with its status and title: the one list the
@@ -19,6 +19,7 @@ pub enum ProblemCode {
     InvalidToken,
     ExpiredToken,
     WeakPassword,
+    InvalidCredentials,
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
@@ -31,12 +32,13 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
         Self::InvalidToken,
         Self::ExpiredToken,
         Self::WeakPassword,
+        Self::InvalidCredentials,
         Self::PayloadTooLarge,
         Self::UnsupportedMediaType,
         Self::RateLimited,
@@ -55,6 +57,7 @@ impl ProblemCode {
             Self::InvalidToken => "invalid_token",
             Self::ExpiredToken => "expired_token",
             Self::WeakPassword => "weak_password",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",
@@ -72,6 +75,7 @@ impl ProblemCode {
                 StatusCode::BAD_REQUEST
             }
             Self::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -90,6 +94,7 @@ impl ProblemCode {
             Self::InvalidToken => "This reset link is not valid",
             Self::ExpiredToken => "This reset link has expired",
             Self::WeakPassword => "The new password is not strong enough",
+            Self::InvalidCredentials => "The e-mail address or the password is wrong",
             Self::PayloadTooLarge => "The request body is too large",
             Self::UnsupportedMediaType => "The request body must be JSON",
             Self::RateLimited => "Too many requests",
@@ -199,6 +204,19 @@ impl Problem {
         Self::new(ProblemCode::WeakPassword)
             .with_detail("Choose another password; your reset link still works.")
             .with_reasons(reasons)
+    }
+
+    /// A password change's refusal: nothing was changed, there is no link to keep.
+    pub fn weak_new_password(reasons: Vec<String>) -> Self {
+        Self::new(ProblemCode::WeakPassword)
+            .with_detail("Choose another password; nothing was changed.")
+            .with_reasons(reasons)
+    }
+
+    /// The same for a wrong password, an unknown address and an inactive account.
+    pub fn invalid_credentials() -> Self {
+        Self::new(ProblemCode::InvalidCredentials)
+            .with_detail("Nothing was changed. Check the address and the current password.")
     }
 
     pub fn payload_too_large() -> Self {
@@ -318,6 +336,26 @@ impl From<ConfirmError> for Problem {
                 Self::internal()
             }
             ConfirmError::PolicyTask(reason) => {
+                tracing::error!(event = "password_check_failed", %reason);
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<ChangeError> for Problem {
+    fn from(err: ChangeError) -> Self {
+        match err {
+            ChangeError::InvalidEmail => Self::invalid_email(),
+            ChangeError::InvalidCredentials => Self::invalid_credentials(),
+            ChangeError::WeakPassword { reasons } => Self::weak_new_password(reasons),
+            ChangeError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
+            ChangeError::Store(s) => s.into(),
+            ChangeError::Hash(h) => {
+                tracing::error!(event = "hashing_failed", error = %h);
+                Self::internal()
+            }
+            ChangeError::PolicyTask(reason) => {
                 tracing::error!(event = "password_check_failed", %reason);
                 Self::internal()
             }

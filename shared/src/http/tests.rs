@@ -469,6 +469,24 @@ fn the_deployment_prefix_goes_and_the_query_stays() {
     );
     let root = Request::builder().uri("/").body(()).expect("request");
     assert_eq!(without_trailing_slash(root).uri().path(), "/");
+    // The change function's route, behind a stage and a function URL; the later of two
+    // API segments wins.
+    for (path, routed) in [
+        ("/prod/password-change", "/password-change"),
+        (
+            "/lambda-url/change-password/password-change/",
+            "/password-change",
+        ),
+        (
+            "/password-change/x/password-reset/verify",
+            "/password-reset/verify",
+        ),
+        ("/password-reset/password-change", "/password-change"),
+        ("/password-changes", "/password-changes"),
+    ] {
+        let request = Request::builder().uri(path).body(()).expect("request");
+        assert_eq!(deployment_path(request).uri().path(), routed, "{path}");
+    }
 }
 
 #[tokio::test]

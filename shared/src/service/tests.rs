@@ -650,3 +650,321 @@ async fn requests_without_a_source_address_share_one_bucket_and_say_so_once() {
     assert_eq!(warnings.len(), 1, "{logs}");
     assert!(warnings[0].contains("WARN"), "{logs}");
 }
+
+// --- POST /password-change ---------------------------------------------------------------
+
+const CURRENT: &str = "old password for tests";
+
+impl World {
+    /// A `ChangePassword` over this world's users and clock, with its own limiter.
+    fn changer(&self, limits: ChangeLimits) -> ChangePassword {
+        ChangePassword::new(
+            self.store.clone(),
+            Arc::new(MemoryRateLimiter::new()),
+            self.clock.clone(),
+            PasswordPolicy::default(),
+            PasswordHasher::owasp(),
+            limits,
+        )
+    }
+
+    async fn stored(&self, user: &User) -> User {
+        self.store
+            .find_by_uid(&user.uid)
+            .await
+            .expect("read")
+            .expect("exists")
+    }
+}
+
+fn no_change_limits() -> ChangeLimits {
+    ChangeLimits {
+        failures: None,
+        per_ip: None,
+    }
+}
+
+fn attempt<'a>(email: &'a str, old: &'a str, new: &'a str) -> ChangeAttempt<'a> {
+    ChangeAttempt {
+        email,
+        old_password: old,
+        new_password: new,
+        client_ip: None,
+        subject: None,
+    }
+}
+
+async fn signs_in(hash: Option<PasswordHash>, password: &str) -> bool {
+    PasswordHasher::owasp()
+        .verify(SecretString::from(password), hash)
+        .await
+        .expect("verify")
+}
+
+#[tokio::test]
+async fn a_change_replaces_the_hash_moves_the_version_queues_the_notice_and_kills_links() {
+    let w = world();
+    let change = w.changer(no_change_limits()).queueing_events(true);
+    let user = w.add_user("Ann@Example.org", true).await;
+    let (uid, token) = w.reset_link("ann@example.org").await;
+    change
+        .change(attempt("ann@example.ORG", CURRENT, STRONG))
+        .await
+        .expect("changed");
+    let stored = w.stored(&user).await;
+    assert!(signs_in(stored.password_hash.clone(), STRONG).await);
+    assert!(!signs_in(stored.password_hash, CURRENT).await);
+    assert_eq!(stored.credential_version, 1);
+    // The notice and the event, each carrying the version written.
+    let jobs: Vec<_> = std::iter::from_fn(|| w.store.try_next_job()).collect();
+    assert!(
+        matches!(
+            &jobs[..],
+            [
+                OutboxJob::PasswordChanged {
+                    credential_version: 1,
+                    ..
+                },
+                OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
+                    credential_version: 1,
+                    ..
+                })
+            ]
+        ),
+        "{jobs:?}"
+    );
+    // The link mailed before the change is dead.
+    assert!(matches!(
+        w.confirm.verify(&uid, &token).await,
+        Err(VerifyError::Token(TokenRejection::Invalid))
+    ));
+}
+
+#[tokio::test]
+async fn wrong_password_missing_and_inactive_accounts_are_one_refusal_and_change_nothing() {
+    let w = world();
+    let change = w.changer(no_change_limits());
+    let active = w.add_user("ann@example.org", true).await;
+    let inactive = w.add_user("ivy@example.org", false).await;
+    for (email, old) in [
+        ("ann@example.org", "not the password at all"),
+        ("nobody@example.org", CURRENT),
+        ("ivy@example.org", CURRENT),
+    ] {
+        assert!(
+            matches!(
+                change.change(attempt(email, old, STRONG)).await,
+                Err(ChangeError::InvalidCredentials)
+            ),
+            "{email}"
+        );
+    }
+    for user in [&active, &inactive] {
+        let stored = w.stored(user).await;
+        assert_eq!(stored.password_hash, user.password_hash);
+        assert_eq!(stored.credential_version, 0);
+    }
+    assert_eq!(w.store.pending_jobs(), 0);
+}
+
+#[tokio::test]
+async fn a_weak_or_unchanged_new_password_is_refused_with_reasons_and_changes_nothing() {
+    let w = world();
+    let change = w.changer(no_change_limits());
+    let user = w.add_user("ann@example.org", true).await;
+    // The current password again, also typed in a compatibility form NFKC folds to it.
+    for new in [CURRENT, "\u{FF4F}ld password for tests", "123"] {
+        match change
+            .change(attempt("ann@example.org", CURRENT, new))
+            .await
+        {
+            Err(ChangeError::WeakPassword { reasons }) => assert!(!reasons.is_empty()),
+            other => panic!("{new:?}: expected weak_password, got {other:?}"),
+        }
+    }
+    match change
+        .change(attempt("ann@example.org", CURRENT, CURRENT))
+        .await
+    {
+        Err(ChangeError::WeakPassword { reasons }) => {
+            assert_eq!(reasons, vec![crate::policy::SAME_AS_CURRENT.to_owned()]);
+        }
+        other => panic!("expected weak_password, got {other:?}"),
+    }
+    assert_eq!(w.stored(&user).await.password_hash, user.password_hash);
+    assert_eq!(w.store.pending_jobs(), 0);
+}
+
+#[tokio::test]
+async fn failures_are_limited_per_account_alike_for_missing_ones_and_a_success_clears_them() {
+    let w = world();
+    let limit = RateLimit::parse("3/15m").expect("valid");
+    let change = w.changer(ChangeLimits {
+        failures: limit,
+        per_ip: None,
+    });
+    w.add_user("ann@example.org", true).await;
+    // One success first: it does not count.
+    change
+        .change(attempt("ann@example.org", CURRENT, STRONG))
+        .await
+        .expect("changed");
+    for email in ["ann@example.org", "nobody@example.org"] {
+        for _ in 0..3 {
+            assert!(matches!(
+                change
+                    .change(attempt(email, "wrong password here", CURRENT))
+                    .await,
+                Err(ChangeError::InvalidCredentials)
+            ));
+        }
+        // Past the limit even the right password is refused, with the seconds to wait.
+        match change.change(attempt(email, STRONG, CURRENT)).await {
+            Err(ChangeError::RateLimited { retry_after_secs }) => {
+                assert!((1..=900).contains(&retry_after_secs));
+            }
+            other => panic!("{email}: expected rate_limited, got {other:?}"),
+        }
+    }
+    // The next window: the right password works, and clears the count.
+    w.clock.advance(Duration::from_secs(900));
+    for _ in 0..2 {
+        assert!(matches!(
+            change
+                .change(attempt("ann@example.org", "wrong password here", CURRENT))
+                .await,
+            Err(ChangeError::InvalidCredentials)
+        ));
+    }
+    change
+        .change(attempt("ann@example.org", STRONG, CURRENT))
+        .await
+        .expect("changed");
+    for _ in 0..3 {
+        assert!(matches!(
+            change
+                .change(attempt("ann@example.org", "wrong password here", STRONG))
+                .await,
+            Err(ChangeError::InvalidCredentials)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn failures_are_limited_per_ip_and_successes_do_not_count() {
+    let w = world();
+    let change = w.changer(ChangeLimits {
+        failures: None,
+        per_ip: RateLimit::parse("2/1m").expect("valid"),
+    });
+    w.add_user("ann@example.org", true).await;
+    let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+    let from_ip = |email, old, new| ChangeAttempt {
+        client_ip: Some(ip),
+        ..attempt(email, old, new)
+    };
+    // Three successes in a row are no failures.
+    for (old, new) in [(CURRENT, STRONG), (STRONG, CURRENT), (CURRENT, STRONG)] {
+        change
+            .change(from_ip("ann@example.org", old, new))
+            .await
+            .expect("changed");
+    }
+    for email in ["a@example.org", "b@example.org"] {
+        assert!(matches!(
+            change.change(from_ip(email, "wrong", STRONG)).await,
+            Err(ChangeError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        change
+            .change(from_ip("ann@example.org", STRONG, CURRENT))
+            .await,
+        Err(ChangeError::RateLimited { .. })
+    ));
+    // Another client is not affected.
+    change
+        .change(attempt("ann@example.org", STRONG, CURRENT))
+        .await
+        .expect("changed");
+}
+
+#[tokio::test]
+async fn of_twenty_concurrent_changes_with_the_right_password_exactly_one_lands() {
+    let w = Arc::new(world());
+    let change = Arc::new(w.changer(ChangeLimits {
+        failures: RateLimit::parse("5/15m").expect("valid"),
+        per_ip: None,
+    }));
+    let user = w.add_user("ann@example.org", true).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let change = change.clone();
+            tokio::spawn(async move {
+                let new = format!("{STRONG} {i}");
+                change
+                    .change(attempt("ann@example.org", CURRENT, &new))
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.expect("joined") {
+            Ok(()) => wins += 1,
+            // Lost the race, or refused before the password was looked at.
+            Err(ChangeError::InvalidCredentials | ChangeError::RateLimited { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        w.stored(&user).await.credential_version,
+        1,
+        "+1 exactly once"
+    );
+    assert_eq!(w.store.pending_jobs(), 1, "one notice");
+}
+
+#[tokio::test]
+async fn with_a_checked_jwt_only_the_subjects_own_account_changes() {
+    let w = world();
+    let change = w.changer(no_change_limits());
+    let user = w.add_user("ann@example.org", true).await;
+    let someone_else = ChangeAttempt {
+        subject: Some("another-user"),
+        ..attempt("ann@example.org", CURRENT, STRONG)
+    };
+    assert!(matches!(
+        change.change(someone_else).await,
+        Err(ChangeError::InvalidCredentials)
+    ));
+    let own = ChangeAttempt {
+        subject: Some(user.uid.as_str()),
+        ..attempt("ann@example.org", CURRENT, STRONG)
+    };
+    change.change(own).await.expect("changed");
+}
+
+#[tokio::test]
+async fn a_malformed_address_is_refused_before_anything_is_counted() {
+    let w = world();
+    let change = w.changer(ChangeLimits {
+        failures: None,
+        per_ip: RateLimit::parse("1/1m").expect("valid"),
+    });
+    for _ in 0..3 {
+        assert!(matches!(
+            change
+                .change(attempt("a@b.org\r\nBcc: x@y.org", CURRENT, STRONG))
+                .await,
+            Err(ChangeError::InvalidEmail)
+        ));
+    }
+    assert!(matches!(
+        change
+            .change(attempt("nobody@example.org", CURRENT, STRONG))
+            .await,
+        Err(ChangeError::InvalidCredentials)
+    ));
+}

@@ -57,6 +57,9 @@ const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
 pub const PUT_IF_ABSENT: &str = "attribute_not_exists(pk)";
 /// One hit on a rate counter; the first hit of a window sets its expiry (`:exp`).
 pub const COUNTER_HIT: &str = "ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)";
+/// Takes one hit back, only from a counter that exists (never creates a negative one).
+pub const COUNTER_FORGIVE_ONE: &str = "ADD hits :minus_one";
+pub const COUNTER_EXISTS: &str = "attribute_exists(hits)";
 
 /// A string attribute value.
 pub fn string_value(value: impl Into<String>) -> AttributeValue {
@@ -364,6 +367,8 @@ mod tests {
         for (expression, attributes) in [
             (PUT_IF_ABSENT, &[PK][..]),
             (COUNTER_HIT, &[HITS_ATTRIBUTE, TTL_ATTRIBUTE][..]),
+            (COUNTER_FORGIVE_ONE, &[HITS_ATTRIBUTE][..]),
+            (COUNTER_EXISTS, &[HITS_ATTRIBUTE][..]),
         ] {
             for attribute in attributes {
                 assert!(expression.contains(attribute), "{expression}: {attribute}");

@@ -29,8 +29,8 @@ use self::users::Users;
 use crate::config::{UsersLayout, UsersTable};
 use crate::domain::{EmailLookup, User, UserId};
 use crate::ports::{
-    ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
-    RateLimiter, StoreError, UserRepository,
+    ChangeOutcome, Forgive, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision,
+    RateLimit, RateLimiter, StoreError, UserRepository,
 };
 
 /// Counters stay a little past the end of their window (TTL deletes lazily anyway, and a
@@ -195,5 +195,49 @@ impl RateLimiter for DynamoStore {
         } else {
             Ok(RateDecision::Allowed)
         }
+    }
+
+    async fn forgive(
+        &self,
+        bucket: &str,
+        limit: &RateLimit,
+        now: i64,
+        hits: Forgive,
+    ) -> Result<(), StoreError> {
+        let (index, _) = limit.window_at(now);
+        let key = item::counter_key(bucket, index);
+        match hits {
+            Forgive::All => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error("DeleteItem(limit)", &e))?;
+            }
+            Forgive::One => {
+                let forgiven = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .update_expression(item::COUNTER_FORGIVE_ONE)
+                    .condition_expression(item::COUNTER_EXISTS)
+                    .expression_attribute_values(":minus_one", item::number_value(-1))
+                    .send()
+                    .await;
+                match forgiven {
+                    Ok(_) => {}
+                    // Cleared meanwhile by a success: nothing left to take back.
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(err) => return Err(map_sdk_error("UpdateItem(limit)", &err)),
+                }
+            }
+        }
+        Ok(())
     }
 }
