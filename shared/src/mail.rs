@@ -4,7 +4,7 @@
 //! parts). Inline styles only, no remote images.
 
 use crate::domain::{EmailAddress, UserId};
-use crate::ports::OutgoingMail;
+use crate::ports::{ChangedVia, OutgoingMail};
 use crate::token::ResetToken;
 
 /// `RESET_LINK_TEMPLATE`: an absolute http(s) URL with `{uid}` and `{token}`. The link in
@@ -106,6 +106,8 @@ struct ResetLinkHtml<'a> {
 struct PasswordChangedText<'a> {
     product: &'a str,
     to: &'a str,
+    /// "with a password-reset link" or "by someone who gave the current password".
+    how: &'a str,
 }
 
 /// The "password changed" notice, HTML part.
@@ -115,6 +117,7 @@ struct PasswordChangedHtml<'a> {
     title: &'a str,
     product: &'a str,
     to: &'a str,
+    how: &'a str,
     /// The callout's text, which names the product.
     warning: &'a str,
 }
@@ -167,14 +170,19 @@ impl MailComposer {
         }
     }
 
-    /// The notice sent after a reset lands. It carries no link at all: a phishing copy of
-    /// it could not be told apart if the real one had one.
-    pub fn password_changed(&self, to: &EmailAddress) -> OutgoingMail {
+    /// The notice sent after a reset or a change lands. It carries no link at all: a
+    /// phishing copy of it could not be told apart if the real one had one.
+    pub fn password_changed(&self, to: &EmailAddress, via: ChangedVia) -> OutgoingMail {
         let product = self.product.as_str();
         let subject = format!("Your {product} password was changed");
+        let how = match via {
+            ChangedVia::Reset => "with a password-reset link",
+            ChangedVia::Change => "by someone who entered the current password",
+        };
         let text = PasswordChangedText {
             product,
             to: to.as_str(),
+            how,
         }
         .to_string();
         let warning = format!(
@@ -185,6 +193,7 @@ impl MailComposer {
             title: &subject,
             product,
             to: to.as_str(),
+            how,
             warning: &warning,
         }
         .to_string();
@@ -280,7 +289,7 @@ mod tests {
     fn the_changed_notice_has_no_link() {
         let links = LinkTemplate::parse("https://app.example/r#{uid}.{token}").expect("valid");
         let to = EmailAddress::parse("a@b.org").expect("valid");
-        let mail = MailComposer::new("Acme", links, 3600).password_changed(&to);
+        let mail = MailComposer::new("Acme", links, 3600).password_changed(&to, ChangedVia::Reset);
         assert!(!mail.text.contains("https://"));
         assert!(mail.subject.contains("changed"));
     }
@@ -331,7 +340,7 @@ mod tests {
     fn the_changed_notice_says_what_to_do_and_links_nowhere() {
         let links = LinkTemplate::parse("https://app.example/r#{uid}.{token}").expect("valid");
         let to = EmailAddress::parse("a@b.org").expect("valid");
-        let mail = MailComposer::new("Acme", links, 3600).password_changed(&to);
+        let mail = MailComposer::new("Acme", links, 3600).password_changed(&to, ChangedVia::Reset);
         assert!(mail.text.contains("If you did not:"));
         assert!(mail.text.contains("Secure your e-mail account first"));
         let html = mail.html.expect("html");
@@ -345,7 +354,8 @@ mod tests {
     fn markup_in_names_is_escaped_in_html() {
         let links = LinkTemplate::parse("https://app.example/r#{uid}.{token}").expect("valid");
         let to = EmailAddress::parse("a@b.org").expect("valid");
-        let mail = MailComposer::new("<b>Acme</b>", links, 3600).password_changed(&to);
+        let mail =
+            MailComposer::new("<b>Acme</b>", links, 3600).password_changed(&to, ChangedVia::Reset);
         let html = mail.html.expect("html");
         assert!(!html.contains("<b>Acme"));
         assert!(html.contains("&#60;b&#62;Acme"));

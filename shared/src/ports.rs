@@ -41,17 +41,36 @@ pub enum OutboxJob {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         suppressed: bool,
     },
-    /// A reset landed: tell the owner. `credential_version` is the one the change wrote
+    /// A reset or a change landed: tell the owner. `credential_version` is the one the change wrote
     /// (0 on items queued before versions were kept).
     PasswordChanged {
         uid: UserId,
         changed_at: i64,
         #[serde(default)]
         credential_version: u64,
+        /// What changed it, for the notice's wording (absent: a reset).
+        #[serde(default, skip_serializing_if = "ChangedVia::is_reset")]
+        via: ChangedVia,
     },
     /// A reset landed: tell the rest of the system ([`EventPublisher`]). A job of its own,
     /// beside the notice, so a failed put is retried without mailing the owner twice.
     PasswordChangedEvent(PasswordChangedEvent),
+}
+
+/// How a password was replaced: through a reset link, or by someone who gave the current
+/// password (`POST /password-change`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangedVia {
+    #[default]
+    Reset,
+    Change,
+}
+
+impl ChangedVia {
+    pub fn is_reset(&self) -> bool {
+        *self == Self::Reset
+    }
 }
 
 /// A `PasswordChanged` event: who, when (Unix seconds) and the credential version the

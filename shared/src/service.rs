@@ -23,9 +23,9 @@ use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
 use crate::policy::PasswordPolicy;
 use crate::ports::{
-    ChangeOutcome, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob, PasswordChange,
-    PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter, StoreError,
-    UserRepository, reset_lookup,
+    ChangeOutcome, ChangedVia, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob,
+    PasswordChange, PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter,
+    StoreError, UserRepository, reset_lookup,
 };
 use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
 
@@ -295,14 +295,14 @@ impl SendResetEmail {
                 }
                 Ok(delivery)
             }
-            OutboxJob::PasswordChanged { uid, .. } => {
+            OutboxJob::PasswordChanged { uid, via, .. } => {
                 let Some(user) = self.users.find_by_uid(uid).await? else {
                     return Ok(Delivery::Skipped);
                 };
                 if !user.active {
                     return Ok(Delivery::Skipped);
                 }
-                let mail = self.composer.password_changed(&user.email);
+                let mail = self.composer.password_changed(&user.email, *via);
                 self.mailer.send(&mail).await?;
                 tracing::info!(event = "mail_sent", kind = "password_changed");
                 Ok(Delivery::Sent)
@@ -499,6 +499,7 @@ impl ConfirmReset {
                 uid: user.uid.clone(),
                 changed_at,
                 credential_version,
+                via: ChangedVia::Reset,
             },
             event: self.events.then(|| {
                 OutboxJob::PasswordChangedEvent(PasswordChangedEvent {

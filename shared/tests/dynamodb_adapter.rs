@@ -13,8 +13,8 @@ use pwreset_core::adapters::dynamodb::{self, DynamoStore};
 use pwreset_core::config::UsersTable;
 use pwreset_core::domain::{EmailAddress, EmailKey, EmailLookup, PasswordHash, User, UserId};
 use pwreset_core::ports::{
-    ChangeOutcome, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision, RateLimit,
-    RateLimiter, StoreError, UserRepository,
+    ChangeOutcome, ChangedVia, InsertOutcome, Outbox, OutboxJob, PasswordChange, RateDecision,
+    RateLimit, RateLimiter, StoreError, UserRepository,
 };
 use pwreset_testkit::aws::{self, Sdk, unique_name};
 use pwreset_testkit::outbox::{self, Item};
@@ -255,6 +255,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
                 uid: mike.uid.clone(),
                 changed_at: i64::try_from(i).expect("small"),
                 credential_version: 1,
+                via: ChangedVia::Reset,
             },
             event: None,
         };
@@ -297,6 +298,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
             uid: mike.uid.clone(),
             changed_at: i64::try_from(winner).expect("small"),
             credential_version: 1,
+            via: ChangedVia::Reset,
         }],
         "exactly the winner's notice is in the outbox"
     );
@@ -312,6 +314,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
             uid: mike.uid.clone(),
             changed_at: 99,
             credential_version: 1,
+            via: ChangedVia::Reset,
         },
         event: None,
     };
@@ -353,6 +356,7 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
             uid: who.uid.clone(),
             changed_at: 1,
             credential_version: 1,
+            via: ChangedVia::Reset,
         },
         event: None,
     };
@@ -455,6 +459,7 @@ async fn a_change_against_a_user_without_password_is_stale() {
             uid: bare.uid.clone(),
             changed_at: 1,
             credential_version: 1,
+            via: ChangedVia::Reset,
         },
         event: None,
     };
@@ -664,6 +669,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
                 uid,
                 changed_at: 1,
                 credential_version: 1,
+                via: ChangedVia::Reset,
             },
             event: None,
         })
@@ -795,6 +801,7 @@ async fn an_item_without_a_credential_version_starts_at_zero() {
             uid: legacy.uid.clone(),
             changed_at: 1,
             credential_version: 1,
+            via: ChangedVia::Reset,
         },
         event: None,
     };
@@ -1035,6 +1042,7 @@ async fn a_change_on_a_team_table_writes_the_hash_and_the_version_and_nothing_el
             uid: uid.clone(),
             changed_at: 1,
             credential_version: 3,
+            via: ChangedVia::Reset,
         },
         event: None,
     };

@@ -194,3 +194,58 @@ async fn outbox_jobs(store: &DynamoStore) -> Vec<OutboxJob> {
         .map(|item| dynamodb::item::outbox_job_from_item(item).expect("a readable job"))
         .collect()
 }
+
+/// Forgiving hits (what a failure limit does with attempts that were no failure) on the
+/// real counters: one back, all back, and never a counter created or pushed below zero.
+#[tokio::test]
+async fn forgiven_hits_are_taken_back_and_never_below_zero() {
+    use pwreset_core::ports::{Forgive, RateDecision, RateLimiter as _};
+    for endpoint in [
+        emulators::moto().url.as_str(),
+        emulators::dynalite().url.as_str(),
+    ] {
+        let client = sdk().dynamodb(endpoint);
+        let table = aws::fresh_table(&client, "forgive", dynamodb::table::create_tables).await;
+        let store = DynamoStore::new(client, table);
+        let limit = RateLimit::parse("2/1h").expect("limit").expect("on");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let hits = |bucket: &'static str, n: usize| {
+            let store = store.clone();
+            async move {
+                let mut decisions = Vec::new();
+                for _ in 0..n {
+                    let decision = store.hit(bucket, &limit, now).await.expect("hit");
+                    decisions.push(matches!(decision, RateDecision::Allowed));
+                }
+                decisions
+            }
+        };
+        // Forgiving a bucket nobody hit creates nothing: the limit is still 2.
+        store
+            .forgive("fresh", &limit, now, Forgive::One)
+            .await
+            .expect("forgive");
+        store
+            .forgive("fresh", &limit, now, Forgive::All)
+            .await
+            .expect("forgive");
+        assert_eq!(hits("fresh", 3).await, [true, true, false], "{endpoint}");
+        // Two allowed; one forgiven makes room for exactly one more.
+        assert_eq!(hits("one", 2).await, [true, true], "{endpoint}");
+        store
+            .forgive("one", &limit, now, Forgive::One)
+            .await
+            .expect("forgive");
+        assert_eq!(hits("one", 2).await, [true, false], "{endpoint}");
+        // All forgiven: the window starts over, and a forgive at zero stays at zero.
+        store
+            .forgive("one", &limit, now, Forgive::All)
+            .await
+            .expect("forgive");
+        store
+            .forgive("one", &limit, now, Forgive::One)
+            .await
+            .expect("forgive");
+        assert_eq!(hits("one", 3).await, [true, true, false], "{endpoint}");
+    }
+}

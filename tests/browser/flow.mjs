@@ -196,7 +196,7 @@ async function main() {
   context.on("console", (message) => {
     if (message.type() !== "error") return;
     // Chromium logs every 4xx answer to fetch; those are the API's expected answers.
-    if (/Failed to load resource: the server responded with a status of (400|422|429)/.test(message.text())) return;
+    if (/Failed to load resource: the server responded with a status of (400|401|422|429)/.test(message.text())) return;
     problems.push(`console: ${message.text()}`);
   });
   context.on("weberror", (error) => problems.push(`page error: ${error.error().message}`));

@@ -34,6 +34,15 @@ async fn a_change_replaces_the_password_mails_the_notice_and_kills_outstanding_l
     assert_eq!(mail[1].to, "Ann@Example.org");
     assert!(mail[1].subject.contains("changed"), "{}", mail[1].subject);
     assert!(!mail[1].text.contains(&token));
+    // It says how: not "with a password-reset link", which a change was not.
+    assert!(
+        mail[1]
+            .text
+            .contains("by someone who entered the current password"),
+        "{}",
+        mail[1].text
+    );
+    assert!(!mail[1].text.contains("reset link"), "{}", mail[1].text);
 
     // The reset link mailed before the change is dead.
     server

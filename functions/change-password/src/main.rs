@@ -3,7 +3,7 @@
 //! then replaces the hash in the same conditional transaction as a reset, with the
 //! "changed" notice (and, with `EVENT_BUS_NAME` set, the `PasswordChanged` event job).
 //! IAM: GetItem/Query (index) on users, TransactWriteItems (UpdateItem on users + PutItem
-//! of the notice) and the failure counters (UpdateItem/DeleteItem) on pwreset's table.
+//! of the notice) and the failure counters (UpdateItem) on pwreset's table.
 
 use std::sync::Arc;
 

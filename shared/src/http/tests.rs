@@ -16,7 +16,7 @@ use crate::hashing::PasswordHasher;
 use crate::policy::PasswordPolicy;
 use crate::ports::SystemClock;
 use crate::ports::{RateLimit, UserRepository as _};
-use crate::service::{ConfirmReset, Limits, RequestReset};
+use crate::service::{ChangeLimits, ChangePassword, ConfirmReset, Limits, RequestReset};
 use crate::token::{TokenKeys, TokenSigner, TokenSubject};
 
 /// Which deployment's path handling a fixture's requests go through.
@@ -32,17 +32,21 @@ struct Fixture {
     signer: TokenSigner,
 }
 
-/// Both use cases' routes, served as `deployment` serves them.
+/// Every use case's routes, served as `deployment` serves them.
 #[derive(Clone)]
 struct Api {
     request: Router,
     confirm: Router,
+    change: Router,
     deployment: Deployment,
 }
 
 impl Api {
     fn routes(&self) -> Router {
-        self.request.clone().merge(self.confirm.clone())
+        self.request
+            .clone()
+            .merge(self.confirm.clone())
+            .merge(self.change.clone())
     }
 
     /// What `for_dev_server` or `for_lambda` does, over the test's own body type.
@@ -74,15 +78,27 @@ fn fixture(deployment: Deployment, limits: Limits) -> Fixture {
     );
     let confirm = ConfirmReset::new(
         store.clone(),
-        clock,
+        clock.clone(),
         signer.clone(),
         PasswordPolicy::default(),
         PasswordHasher::owasp(),
+    );
+    let change = ChangePassword::new(
+        store.clone(),
+        Arc::new(MemoryRateLimiter::new()),
+        clock,
+        PasswordPolicy::default(),
+        PasswordHasher::owasp(),
+        ChangeLimits {
+            failures: None,
+            per_ip: None,
+        },
     );
     Fixture {
         api: Api {
             request: request_routes(Arc::new(request)),
             confirm: confirm_routes(Arc::new(confirm)),
+            change: change_routes(Arc::new(change)),
             deployment,
         },
         store,
@@ -512,6 +528,16 @@ async fn a_function_that_serves_one_part_answers_404_for_the_rest() {
     )
     .await;
     assert_problem(status, &headers, &problem, 404, "not_found");
+    // change-password answers only its own route, and no other function answers it.
+    for (routes, path) in [
+        (f.api.change.clone(), "/password-reset/confirm"),
+        (f.api.request.clone(), "/password-change"),
+        (f.api.confirm.clone(), "/password-change"),
+    ] {
+        let (status, headers, problem) =
+            read(f.api.handle_with(routes, post_json(path, &json!({}))).await).await;
+        assert_problem(status, &headers, &problem, 404, "not_found");
+    }
 }
 
 #[tokio::test]
@@ -542,6 +568,48 @@ async fn the_source_ip_comes_from_the_api_gateway_request_context() {
         client_ip(request.extensions()),
         Some("198.51.100.23".parse().expect("ip"))
     );
+}
+
+/// Behind the template's optional JWT authorizer, API Gateway passes the checked claims in
+/// the request context: a subject that is not the account's is the same 401 as a wrong
+/// password, the account's own subject changes it.
+#[tokio::test]
+async fn a_jwt_subject_from_the_authorizer_must_be_the_accounts_uid() {
+    let f = fixture(Deployment::Lambda, no_limits());
+    let (user, _) = f.user_with_token().await;
+    let event = |sub: &str| {
+        json!({
+            "version": "2.0",
+            "routeKey": "POST /password-change",
+            "rawPath": "/password-change",
+            "rawQueryString": "",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "api-id",
+                "authorizer": {"jwt": {"claims": {"sub": sub}, "scopes": null}},
+                "domainName": "id.execute-api.us-east-1.amazonaws.com",
+                "domainPrefix": "id",
+                "http": {"method": "POST", "path": "/password-change", "protocol": "HTTP/1.1", "sourceIp": "198.51.100.23", "userAgent": "curl"},
+                "requestId": "id",
+                "routeKey": "POST /password-change",
+                "stage": "$default",
+                "time": "12/Mar/2020:19:03:58 +0000",
+                "timeEpoch": 1583348638390_u64
+            },
+            "body": json!({"email": "a@example.org", "old_password": "old password here", "new_password": "violin kettle mango quartz"}).to_string(),
+            "isBase64Encoded": false
+        })
+        .to_string()
+    };
+    for (sub, want) in [("someone-else", 401), (user.uid.as_str(), 200)] {
+        let request = lambda_http::request::from_str(&event(sub)).expect("event");
+        let response = match for_lambda(f.api.routes()).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        assert_eq!(response.status().as_u16(), want, "sub {sub}");
+    }
 }
 
 fn events_dir() -> std::path::PathBuf {

@@ -14,8 +14,8 @@ use crate::domain::{CandidatePassword, EmailLookup, User};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::policy::PasswordPolicy;
 use crate::ports::{
-    ChangeOutcome, Clock, Forgive, OutboxJob, PasswordChange, PasswordChangedEvent, RateDecision,
-    RateLimit, RateLimiter, StoreError, UserRepository,
+    ChangeOutcome, ChangedVia, Clock, Forgive, OutboxJob, PasswordChange, PasswordChangedEvent,
+    RateDecision, RateLimit, RateLimiter, StoreError, UserRepository,
 };
 
 /// The two limits on failed changes; `None` is `off`.
@@ -246,6 +246,7 @@ impl ChangePassword {
                 uid: user.uid.clone(),
                 changed_at,
                 credential_version,
+                via: ChangedVia::Change,
             },
             event: self.events.then(|| {
                 OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
@@ -280,7 +281,11 @@ impl ChangePassword {
             .await?
             .into_iter()
             .filter(|user| user.resettable_hash().is_some())
-            .filter(|user| subject.is_none_or(|sub| sub == user.uid.as_str()));
+            // The subject is the uid, or the key it stands for (a key that is not URL-safe
+            // travels as `~…` in links, but an identity provider knows it as it is).
+            .filter(|user| {
+                subject.is_none_or(|sub| sub == user.uid.as_str() || sub == user.uid.key_value())
+            });
         let first = active.next();
         Ok(match active.next() {
             None => first,

@@ -370,6 +370,7 @@ async fn with_events_a_confirm_queues_the_event_beside_the_notice_and_without_no
             uid: user.uid.clone(),
             changed_at: START,
             credential_version: 1,
+            via: ChangedVia::Reset,
         };
         let event = OutboxJob::PasswordChangedEvent(crate::ports::PasswordChangedEvent {
             uid: user.uid.clone(),
@@ -944,6 +945,26 @@ async fn with_a_checked_jwt_only_the_subjects_own_account_changes() {
         ..attempt("ann@example.org", CURRENT, STRONG)
     };
     change.change(own).await.expect("changed");
+    // A key that is not URL-safe is `~…` in links; the identity provider's subject is the
+    // key itself.
+    let hash = PasswordHasher::owasp()
+        .hash(SecretString::from(CURRENT))
+        .await
+        .expect("hash");
+    let keyed = User {
+        uid: UserId::from_key("bea.b@example.org").expect("key"),
+        email: EmailAddress::parse("bea@example.org").expect("valid"),
+        password_hash: Some(hash),
+        active: true,
+        credential_version: 0,
+    };
+    assert!(keyed.uid.as_str().starts_with('~'));
+    w.store.insert(&keyed).await.expect("insert");
+    let by_key = ChangeAttempt {
+        subject: Some("bea.b@example.org"),
+        ..attempt("bea@example.org", CURRENT, STRONG)
+    };
+    change.change(by_key).await.expect("changed by the raw key");
 }
 
 #[tokio::test]

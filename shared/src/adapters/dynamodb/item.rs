@@ -57,8 +57,12 @@ const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
 pub const PUT_IF_ABSENT: &str = "attribute_not_exists(pk)";
 /// One hit on a rate counter; the first hit of a window sets its expiry (`:exp`).
 pub const COUNTER_HIT: &str = "ADD hits :one SET expires_at = if_not_exists(expires_at, :exp)";
-/// Takes one hit back, only from a counter that exists (never creates a negative one).
-pub const COUNTER_FORGIVE_ONE: &str = "ADD hits :minus_one";
+/// Takes one hit back (`:hits` = -1) from a counter above zero ([`COUNTER_ABOVE_ZERO`]), or
+/// all of them (`:hits` = 0) from one that exists ([`COUNTER_EXISTS`]): neither creates a
+/// counter or makes one negative.
+pub const COUNTER_FORGIVE_ONE: &str = "ADD hits :hits";
+pub const COUNTER_FORGIVE_ALL: &str = "SET hits = :hits";
+pub const COUNTER_ABOVE_ZERO: &str = "hits > :zero";
 pub const COUNTER_EXISTS: &str = "attribute_exists(hits)";
 
 /// A string attribute value.
@@ -250,6 +254,7 @@ pub fn hits_from_update(attributes: Option<&Item>) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::ChangedVia;
 
     #[test]
     fn user_items_round_trip_and_bad_ones_are_faults() {
@@ -288,6 +293,7 @@ mod tests {
             uid: UserId::generate(),
             changed_at: 5,
             credential_version: 1,
+            via: ChangedVia::Reset,
         };
         let item = outbox_item(&job).expect("item");
         assert_eq!(outbox_job_from_item(&item).expect("job"), job);
@@ -343,6 +349,7 @@ mod tests {
             uid: UserId::generate(),
             changed_at: 5,
             credential_version: 1,
+            via: ChangedVia::Reset,
         })
         .expect("item");
         item.insert(
@@ -368,6 +375,8 @@ mod tests {
             (PUT_IF_ABSENT, &[PK][..]),
             (COUNTER_HIT, &[HITS_ATTRIBUTE, TTL_ATTRIBUTE][..]),
             (COUNTER_FORGIVE_ONE, &[HITS_ATTRIBUTE][..]),
+            (COUNTER_FORGIVE_ALL, &[HITS_ATTRIBUTE][..]),
+            (COUNTER_ABOVE_ZERO, &[HITS_ATTRIBUTE][..]),
             (COUNTER_EXISTS, &[HITS_ATTRIBUTE][..]),
         ] {
             for attribute in attributes {

@@ -205,38 +205,33 @@ impl RateLimiter for DynamoStore {
         hits: Forgive,
     ) -> Result<(), StoreError> {
         let (index, _) = limit.window_at(now);
-        let key = item::counter_key(bucket, index);
-        match hits {
-            Forgive::All => {
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_error("DeleteItem(limit)", &e))?;
-            }
-            Forgive::One => {
-                let forgiven = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .update_expression(item::COUNTER_FORGIVE_ONE)
-                    .condition_expression(item::COUNTER_EXISTS)
-                    .expression_attribute_values(":minus_one", item::number_value(-1))
-                    .send()
-                    .await;
-                match forgiven {
-                    Ok(_) => {}
-                    // Cleared meanwhile by a success: nothing left to take back.
-                    Err(err)
-                        if err
-                            .as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                    Err(err) => return Err(map_sdk_error("UpdateItem(limit)", &err)),
-                }
-            }
+        // Both forms are one conditional UpdateItem (a cleared counter stays until its TTL,
+        // at zero): the function that forgives needs no DeleteItem, in code or in IAM.
+        let (expression, condition, value) = match hits {
+            Forgive::One => (item::COUNTER_FORGIVE_ONE, item::COUNTER_ABOVE_ZERO, -1),
+            Forgive::All => (item::COUNTER_FORGIVE_ALL, item::COUNTER_EXISTS, 0),
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::counter_key(bucket, index)))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_values(":hits", item::number_value(value));
+        if hits == Forgive::One {
+            update = update.expression_attribute_values(":zero", item::number_value(0));
+        }
+        let forgiven = update.send().await;
+        match forgiven {
+            Ok(_) => {}
+            // No counter (nothing counted in this window, or it expired), or it is at zero
+            // (a success cleared it meanwhile): nothing to forgive.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(err) => return Err(map_sdk_error("UpdateItem(limit)", &err)),
         }
         Ok(())
     }
