@@ -34,17 +34,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if !is_json(parts.headers.get(CONTENT_TYPE)) {
             return Err(Problem::unsupported_media_type());
         }
+        // An object, not an array: serde would read `["a@b.org", …]` into a struct by
+        // position, a shape the contract does not have.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(Problem::invalid_request(NOT_THE_OBJECT));
+        }
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|err| {
             let what = match err.classify() {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                     "The body is not well-formed JSON."
                 }
-                _ => "The body is JSON but not the expected object: check field names and that each value is a string.",
+                _ => NOT_THE_OBJECT,
             };
             Problem::invalid_request(what)
         })
     }
 }
+
+const NOT_THE_OBJECT: &str = "The body is JSON but not the expected object: check field names and that each value is a string.";
 
 /// `application/json`, with parameters such as `; charset=utf-8` allowed.
 fn is_json(content_type: Option<&HeaderValue>) -> bool {

@@ -262,6 +262,21 @@ async fn malformed_json_and_wrong_shapes_are_invalid_requests() {
             "/password-reset/confirm",
             r#"{"uid": "x", "token": "y", "new_password": ["p"]}"#,
         ),
+        // Arrays of the right arity: serde would read them by position.
+        ("/password-reset", r#"["a@example.org"]"#),
+        ("/password-reset/verify", r#" ["x", "y"]"#),
+        (
+            "/password-reset/confirm",
+            r#"["x", "y", "violin kettle mango"]"#,
+        ),
+        (
+            "/password-change",
+            r#"["a@example.org", "old one", "new one"]"#,
+        ),
+        (
+            "/password-change",
+            r#"{"email": "a@example.org", "old_password": "x"}"#,
+        ),
     ] {
         let (status, headers, problem) = send(&f.api, post(path, Some(JSON), body)).await;
         assert_problem(status, &headers, &problem, 400, "invalid_request");
