@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Config;
-use crate::domain::{CandidatePassword, EmailKey, EmailLookup, User, UserId};
+use crate::domain::{CandidatePassword, EmailKey, EmailLookup, PasswordHash, User, UserId};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
-use crate::policy::PasswordPolicy;
+use crate::policy::{AcceptedPassword, PasswordPolicy, WeakPassword};
 use crate::ports::{
     ChangeOutcome, ChangedVia, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob,
     PasswordChange, PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter,
@@ -473,19 +473,73 @@ impl ConfirmReset {
         raw_password: &str,
     ) -> Result<(), ConfirmError> {
         let VerifiedToken { user, .. } = self.verify(raw_uid, raw_token).await?;
-        // The estimator costs milliseconds on long inputs: off the executor, like the hash.
         let policy = self.policy;
         let email = user.email.clone();
         let candidate = CandidatePassword::new(raw_password);
-        let accepted = tokio::task::spawn_blocking(move || policy.check(candidate, &email))
+        let accepted = judged(move || policy.check(candidate, &email))
             .await
-            .map_err(|e| ConfirmError::PolicyTask(e.to_string()))?
+            .map_err(ConfirmError::PolicyTask)?
             .map_err(|weak| ConfirmError::WeakPassword {
                 reasons: weak.reasons,
             })?;
         let Some(expected) = user.resettable_hash().cloned() else {
             return Err(TokenRejection::Invalid.into());
         };
+        let written = NewPassword {
+            users: self.users.as_ref(),
+            clock: self.clock.as_ref(),
+            hasher: &self.hasher,
+            events: self.events,
+            via: ChangedVia::Reset,
+        }
+        .write(&user, expected, accepted)
+        .await;
+        match written? {
+            ChangeOutcome::Applied => {
+                tracing::info!(event = "password_reset");
+                Ok(())
+            }
+            ChangeOutcome::Stale => Err(TokenRejection::Invalid.into()),
+        }
+    }
+}
+
+/// A password a policy accepted, written the one way every new password is: hashed, then
+/// in place of `expected` on condition that the hash, address, active flag and version are
+/// still what was checked, with the version + 1, the notice, and (with `events`) the event
+/// job, all in one transaction. Shared by a confirm and a change.
+struct NewPassword<'a> {
+    users: &'a dyn UserRepository,
+    clock: &'a dyn Clock,
+    hasher: &'a PasswordHasher,
+    events: bool,
+    via: ChangedVia,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<WriteError> for ConfirmError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Hash(h) => Self::Hash(h),
+            WriteError::Store(s) => Self::Store(s),
+        }
+    }
+}
+
+impl NewPassword<'_> {
+    async fn write(
+        &self,
+        user: &User,
+        expected: PasswordHash,
+        accepted: AcceptedPassword,
+    ) -> Result<ChangeOutcome, WriteError> {
         let new = self.hasher.hash(accepted.into_secret()).await?;
         let changed_at = self.clock.unix_now();
         let credential_version = user.credential_version.saturating_add(1);
@@ -499,7 +553,7 @@ impl ConfirmReset {
                 uid: user.uid.clone(),
                 changed_at,
                 credential_version,
-                via: ChangedVia::Reset,
+                via: self.via,
             },
             event: self.events.then(|| {
                 OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
@@ -509,14 +563,18 @@ impl ConfirmReset {
                 })
             }),
         };
-        match self.users.commit_password_change(&change).await? {
-            ChangeOutcome::Applied => {
-                tracing::info!(event = "password_reset");
-                Ok(())
-            }
-            ChangeOutcome::Stale => Err(TokenRejection::Invalid.into()),
-        }
+        Ok(self.users.commit_password_change(&change).await?)
     }
+}
+
+/// The policy's verdict, computed off the executor: the estimator costs milliseconds on
+/// long inputs, like the hash. `Err` only when the blocking task itself failed.
+async fn judged(
+    check: impl FnOnce() -> Result<AcceptedPassword, WeakPassword> + Send + 'static,
+) -> Result<Result<AcceptedPassword, WeakPassword>, String> {
+    tokio::task::spawn_blocking(check)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

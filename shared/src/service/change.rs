@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{email_bucket, ip_bucket};
+use super::{NewPassword, WriteError, email_bucket, ip_bucket, judged};
 use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailLookup, User};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::policy::PasswordPolicy;
 use crate::ports::{
-    ChangeOutcome, ChangedVia, Clock, Forgive, OutboxJob, PasswordChange, PasswordChangedEvent,
-    RateDecision, RateLimit, RateLimiter, StoreError, UserRepository,
+    ChangeOutcome, ChangedVia, Clock, Forgive, RateDecision, RateLimit, RateLimiter, StoreError,
+    UserRepository,
 };
 
 /// The two limits on failed changes; `None` is `off`.
@@ -43,6 +43,15 @@ pub enum ChangeError {
     Hash(#[from] HashError),
     #[error("the password check did not finish: {0}")]
     PolicyTask(String),
+}
+
+impl From<WriteError> for ChangeError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Hash(h) => Self::Hash(h),
+            WriteError::Store(s) => Self::Store(s),
+        }
+    }
 }
 
 /// One `POST /password-change`.
@@ -226,37 +235,22 @@ impl ChangePassword {
         let email = user.email.clone();
         let candidate = CandidatePassword::new(attempt.new_password);
         let current = CandidatePassword::new(attempt.old_password);
-        let accepted =
-            tokio::task::spawn_blocking(move || policy.check_change(candidate, &current, &email))
-                .await
-                .map_err(|e| ChangeError::PolicyTask(e.to_string()))?
-                .map_err(|weak| ChangeError::WeakPassword {
-                    reasons: weak.reasons,
-                })?;
-        let new = self.hasher.hash(accepted.into_secret()).await?;
-        let changed_at = self.clock.unix_now();
-        let credential_version = user.credential_version.saturating_add(1);
-        let change = PasswordChange {
-            uid: user.uid.clone(),
-            expected,
-            expected_email: user.email.clone(),
-            expected_version: user.credential_version,
-            new,
-            notice: OutboxJob::PasswordChanged {
-                uid: user.uid.clone(),
-                changed_at,
-                credential_version,
-                via: ChangedVia::Change,
-            },
-            event: self.events.then(|| {
-                OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
-                    uid: user.uid.clone(),
-                    changed_at,
-                    credential_version,
-                })
-            }),
-        };
-        match self.users.commit_password_change(&change).await? {
+        let accepted = judged(move || policy.check_change(candidate, &current, &email))
+            .await
+            .map_err(ChangeError::PolicyTask)?
+            .map_err(|weak| ChangeError::WeakPassword {
+                reasons: weak.reasons,
+            })?;
+        let written = NewPassword {
+            users: self.users.as_ref(),
+            clock: self.clock.as_ref(),
+            hasher: &self.hasher,
+            events: self.events,
+            via: ChangedVia::Change,
+        }
+        .write(&user, expected, accepted)
+        .await;
+        match written? {
             ChangeOutcome::Applied => {
                 tracing::info!(event = "password_changed");
                 Ok(())
