@@ -192,6 +192,42 @@ pub trait UserRepository: Send + Sync {
     ) -> Result<ChangeOutcome, StoreError>;
 }
 
+/// The user calls a confirm makes, and no others: a function holding a `dyn UserRepository`
+/// links every method's code through the vtable, called or not (a confirm would carry the
+/// e-mail index query). Every [`UserRepository`] is one.
+#[async_trait]
+pub trait ConfirmUsers: Send + Sync {
+    async fn user_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError>;
+    async fn replace_password(&self, change: &PasswordChange) -> Result<ChangeOutcome, StoreError>;
+}
+
+#[async_trait]
+impl<T: UserRepository> ConfirmUsers for T {
+    async fn user_by_uid(&self, uid: &UserId) -> Result<Option<User>, StoreError> {
+        self.find_by_uid(uid).await
+    }
+    async fn replace_password(&self, change: &PasswordChange) -> Result<ChangeOutcome, StoreError> {
+        self.commit_password_change(change).await
+    }
+}
+
+/// The user calls a password change makes, and no others (see [`ConfirmUsers`]).
+#[async_trait]
+pub trait ChangeUsers: Send + Sync {
+    async fn users_by_email(&self, lookup: &EmailLookup) -> Result<Vec<User>, StoreError>;
+    async fn replace_password(&self, change: &PasswordChange) -> Result<ChangeOutcome, StoreError>;
+}
+
+#[async_trait]
+impl<T: UserRepository> ChangeUsers for T {
+    async fn users_by_email(&self, lookup: &EmailLookup) -> Result<Vec<User>, StoreError> {
+        self.find_by_email(lookup).await
+    }
+    async fn replace_password(&self, change: &PasswordChange) -> Result<ChangeOutcome, StoreError> {
+        self.commit_password_change(change).await
+    }
+}
+
 #[async_trait]
 pub trait Outbox: Send + Sync {
     async fn enqueue(&self, job: OutboxJob) -> Result<(), StoreError>;

@@ -23,9 +23,9 @@ use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
 use crate::policy::{AcceptedPassword, PasswordPolicy, WeakPassword};
 use crate::ports::{
-    ChangeOutcome, ChangedVia, Clock, EventPublisher, MailError, Mailer, Outbox, OutboxJob,
-    PasswordChange, PasswordChangedEvent, PublishError, RateDecision, RateLimit, RateLimiter,
-    StoreError, UserRepository, reset_lookup,
+    ChangeOutcome, ChangedVia, Clock, ConfirmUsers, EventPublisher, MailError, Mailer, Outbox,
+    OutboxJob, PasswordChange, PasswordChangedEvent, PublishError, RateDecision, RateLimit,
+    RateLimiter, StoreError, UserRepository, reset_lookup,
 };
 use crate::token::{ParsedToken, TokenRejection, TokenSigner, TokenSubject};
 
@@ -364,7 +364,7 @@ pub struct VerifiedToken {
 
 /// `POST /password-reset/verify` and `POST /password-reset/confirm`.
 pub struct ConfirmReset {
-    users: Arc<dyn UserRepository>,
+    users: Arc<dyn ConfirmUsers>,
     clock: Arc<dyn Clock>,
     signer: TokenSigner,
     policy: PasswordPolicy,
@@ -383,7 +383,7 @@ impl std::fmt::Debug for ConfirmReset {
 
 impl ConfirmReset {
     pub fn new(
-        users: Arc<dyn UserRepository>,
+        users: Arc<dyn ConfirmUsers>,
         clock: Arc<dyn Clock>,
         signer: TokenSigner,
         policy: PasswordPolicy,
@@ -404,7 +404,7 @@ impl ConfirmReset {
     /// verifies, so they share its memory pool).
     pub fn configured(
         config: &Config,
-        users: Arc<dyn UserRepository>,
+        users: Arc<dyn ConfirmUsers>,
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
     ) -> Self {
@@ -442,7 +442,7 @@ impl ConfirmReset {
             self.signer.verify_against_nothing(&token);
             return Err(TokenRejection::Invalid.into());
         };
-        let user = self.users.find_by_uid(&uid).await?;
+        let user = self.users.user_by_uid(&uid).await?;
         let Some(user) = user else {
             self.signer.verify_against_nothing(&token);
             return Err(TokenRejection::Invalid.into());
@@ -485,15 +485,15 @@ impl ConfirmReset {
         let Some(expected) = user.resettable_hash().cloned() else {
             return Err(TokenRejection::Invalid.into());
         };
-        let written = NewPassword {
-            users: self.users.as_ref(),
+        let change = NewPassword {
             clock: self.clock.as_ref(),
             hasher: &self.hasher,
             events: self.events,
             via: ChangedVia::Reset,
         }
-        .write(&user, expected, accepted)
-        .await;
+        .change(&user, expected, accepted)
+        .await?;
+        let written = self.users.replace_password(&change).await;
         match written? {
             ChangeOutcome::Applied => {
                 tracing::info!(event = "password_reset");
@@ -504,42 +504,24 @@ impl ConfirmReset {
     }
 }
 
-/// A password a policy accepted, written the one way every new password is: hashed, then
-/// in place of `expected` on condition that the hash, address, active flag and version are
+/// A password a policy accepted, as the one write every new password is: hashed, to go in
+/// place of `expected` on condition that the hash, address, active flag and version are
 /// still what was checked, with the version + 1, the notice, and (with `events`) the event
 /// job, all in one transaction. Shared by a confirm and a change.
 struct NewPassword<'a> {
-    users: &'a dyn UserRepository,
     clock: &'a dyn Clock,
     hasher: &'a PasswordHasher,
     events: bool,
     via: ChangedVia,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error(transparent)]
-    Hash(#[from] HashError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<WriteError> for ConfirmError {
-    fn from(err: WriteError) -> Self {
-        match err {
-            WriteError::Hash(h) => Self::Hash(h),
-            WriteError::Store(s) => Self::Store(s),
-        }
-    }
-}
-
 impl NewPassword<'_> {
-    async fn write(
+    async fn change(
         &self,
         user: &User,
         expected: PasswordHash,
         accepted: AcceptedPassword,
-    ) -> Result<ChangeOutcome, WriteError> {
+    ) -> Result<PasswordChange, HashError> {
         let new = self.hasher.hash(accepted.into_secret()).await?;
         let changed_at = self.clock.unix_now();
         let credential_version = user.credential_version.saturating_add(1);
@@ -563,7 +545,7 @@ impl NewPassword<'_> {
                 })
             }),
         };
-        Ok(self.users.commit_password_change(&change).await?)
+        Ok(change)
     }
 }
 

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{NewPassword, WriteError, email_bucket, ip_bucket, judged};
+use super::{NewPassword, email_bucket, ip_bucket, judged};
 use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailLookup, User};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::policy::PasswordPolicy;
 use crate::ports::{
-    ChangeOutcome, ChangedVia, Clock, Forgive, RateDecision, RateLimit, RateLimiter, StoreError,
-    UserRepository,
+    ChangeOutcome, ChangeUsers, ChangedVia, Clock, Forgive, RateDecision, RateLimit, RateLimiter,
+    StoreError,
 };
 
 /// The two limits on failed changes; `None` is `off`.
@@ -43,15 +43,6 @@ pub enum ChangeError {
     Hash(#[from] HashError),
     #[error("the password check did not finish: {0}")]
     PolicyTask(String),
-}
-
-impl From<WriteError> for ChangeError {
-    fn from(err: WriteError) -> Self {
-        match err {
-            WriteError::Hash(h) => Self::Hash(h),
-            WriteError::Store(s) => Self::Store(s),
-        }
-    }
 }
 
 /// One `POST /password-change`.
@@ -84,7 +75,7 @@ struct Counted<'a> {
 
 /// `POST /password-change`.
 pub struct ChangePassword {
-    users: Arc<dyn UserRepository>,
+    users: Arc<dyn ChangeUsers>,
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     policy: PasswordPolicy,
@@ -104,7 +95,7 @@ impl std::fmt::Debug for ChangePassword {
 
 impl ChangePassword {
     pub fn new(
-        users: Arc<dyn UserRepository>,
+        users: Arc<dyn ChangeUsers>,
         limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         policy: PasswordPolicy,
@@ -126,7 +117,7 @@ impl ChangePassword {
     /// `hasher` (shared with whatever else hashes in the process, so they share its pool).
     pub fn configured(
         config: &Config,
-        users: Arc<dyn UserRepository>,
+        users: Arc<dyn ChangeUsers>,
         limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
@@ -241,15 +232,15 @@ impl ChangePassword {
             .map_err(|weak| ChangeError::WeakPassword {
                 reasons: weak.reasons,
             })?;
-        let written = NewPassword {
-            users: self.users.as_ref(),
+        let change = NewPassword {
             clock: self.clock.as_ref(),
             hasher: &self.hasher,
             events: self.events,
             via: ChangedVia::Change,
         }
-        .write(&user, expected, accepted)
-        .await;
+        .change(&user, expected, accepted)
+        .await?;
+        let written = self.users.replace_password(&change).await;
         match written? {
             ChangeOutcome::Applied => {
                 tracing::info!(event = "password_changed");
@@ -271,7 +262,7 @@ impl ChangePassword {
     ) -> Result<Option<User>, StoreError> {
         let mut active = self
             .users
-            .find_by_email(lookup)
+            .users_by_email(lookup)
             .await?
             .into_iter()
             .filter(|user| user.resettable_hash().is_some())
