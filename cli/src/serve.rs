@@ -114,12 +114,13 @@ pub async fn run(
             "TOKEN_KEYS not set: using a random key for this process (links die when it stops)"
         );
     }
+    let api = http::api_routes(
+        Arc::new(wiring.request),
+        Arc::new(wiring.confirm),
+        Arc::new(wiring.change),
+    );
     let routes = Router::new()
-        .merge(http::api_routes(
-            Arc::new(wiring.request),
-            Arc::new(wiring.confirm),
-            Arc::new(wiring.change),
-        ))
+        .merge(with_cors(api, &config.cors_allow_origins)?)
         .merge(crate::pages::router())
         .nest("/_dev", crate::dev::router(wiring.dev, dev_routes))
         .layer(axum::middleware::map_request(with_peer_ip));
@@ -157,6 +158,29 @@ pub async fn run(
     served?;
     tracing::info!(event = "stopped");
     Ok(())
+}
+
+/// `CORS_ALLOW_ORIGINS` on the API routes (never the pages or `/_dev/*`): preflights from
+/// those origins answered for `POST` with a JSON body, `Retry-After` readable by their
+/// scripts, no credentials. Other origins get no CORS headers, so browsers refuse them.
+fn with_cors(api: Router, origins: &[String]) -> anyhow::Result<Router> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(api);
+    }
+    let origins = origins
+        .iter()
+        .map(|origin| origin.parse())
+        .collect::<Result<Vec<::http::HeaderValue>, _>>()
+        .context("CORS_ALLOW_ORIGINS")?;
+    Ok(api.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([::http::Method::POST])
+            .allow_headers([::http::header::CONTENT_TYPE])
+            .expose_headers([::http::header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
 }
 
 /// The per-IP limit reads the TCP peer, never a client-supplied header.

@@ -67,6 +67,31 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Comma-separated origins, each `http://` or `https://` and a host with an optional port,
+/// nothing after it; `*` is refused (name the frontends).
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = authority.is_some_and(|authority| {
+            !authority.is_empty()
+                && authority
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+        if !valid {
+            return Err(format!(
+                "expected comma-separated origins such as https://app.example.com or \
+                 http://localhost:5173 (scheme, host, optional port; no path, no *), got {origin:?}"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}
+
 fn error(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
@@ -93,6 +118,9 @@ pub struct Config {
     /// `EVENT_BUS_NAME`: where `PasswordChanged` events go (a name or an ARN); none are sent
     /// when unset.
     pub event_bus: Option<String>,
+    /// `CORS_ALLOW_ORIGINS`: origins (`scheme://host[:port]`) a browser may call the API
+    /// from; the dev server answers their preflights. Empty: no CORS headers at all.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -108,6 +136,7 @@ impl fmt::Debug for Config {
             .field("product_name", &self.product_name)
             .field("hash_format", &self.hash_format)
             .field("event_bus", &self.event_bus)
+            .field("cors_allow_origins", &self.cors_allow_origins)
             .finish()
     }
 }
@@ -252,6 +281,13 @@ impl Config {
             None => None,
         };
 
+        let cors_allow_origins = match get("CORS_ALLOW_ORIGINS") {
+            Some(raw) => {
+                parse_origins(&raw).map_err(|problem| error("CORS_ALLOW_ORIGINS", problem))?
+            }
+            None => Vec::new(),
+        };
+
         Ok(Self {
             token_lifetime_secs,
             link_template,
@@ -264,6 +300,7 @@ impl Config {
             product_name,
             hash_format,
             event_bus,
+            cors_allow_origins,
         })
     }
 }
@@ -709,6 +746,9 @@ mod tests {
             ("RESET_LIMIT_PER_EMAIL", "lots"),
             ("RESET_LIMIT_PER_IP", "20/1d"),
             ("CHANGE_LIMIT_FAILURES", "5"),
+            ("CORS_ALLOW_ORIGINS", "*"),
+            ("CORS_ALLOW_ORIGINS", "https://app.example.com/"),
+            ("CORS_ALLOW_ORIGINS", "app.example.com"),
             ("CHANGE_LIMIT_PER_IP", "0/1m"),
             ("RESET_LINK_TEMPLATE", "https://a.example/{uid}"),
             ("TOKEN_KEYS", "c2hvcnQ="),
@@ -722,6 +762,32 @@ mod tests {
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains(name));
         }
+    }
+
+    #[test]
+    fn cors_origins_are_a_trimmed_list_and_none_by_default() {
+        assert!(
+            load(&dev(), &[])
+                .expect("defaults")
+                .cors_allow_origins
+                .is_empty()
+        );
+        let config = load(
+            &dev(),
+            &[(
+                "CORS_ALLOW_ORIGINS",
+                " http://localhost:5173, https://app.example.com ,,https://[::1]:8443",
+            )],
+        )
+        .expect("valid");
+        assert_eq!(
+            config.cors_allow_origins,
+            [
+                "http://localhost:5173",
+                "https://app.example.com",
+                "https://[::1]:8443"
+            ]
+        );
     }
 
     #[test]

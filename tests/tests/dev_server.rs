@@ -705,6 +705,8 @@ async fn invalid_configuration_stops_start_up_naming_the_variable() {
         ("RESET_LIMIT_PER_IP", "20 per minute"),
         ("RESET_LINK_TEMPLATE", "https://app.example/reset"),
         ("PASSWORD_MIN_LENGTH", "3"),
+        ("CHANGE_LIMIT_FAILURES", "five"),
+        ("CORS_ALLOW_ORIGINS", "*"),
     ] {
         let output = match DevServer::try_start(&[(name, value)]) {
             Ok(_) => panic!("{name}={value} should stop start-up"),
@@ -761,4 +763,96 @@ async fn pages_are_served_with_a_strict_security_policy() {
         let html = reply.text().await.expect("html");
         assert!(!html.contains("<script>"), "no inline script under the CSP");
     }
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_the_allowed_origins_only() {
+    const FRONTEND: &str = "http://localhost:5173";
+    let server = DevServer::start(&[(
+        "CORS_ALLOW_ORIGINS",
+        "http://localhost:5173,https://app.example.com",
+    )]);
+    let preflight = |origin: &'static str, path: &'static str| {
+        Reply::read(
+            server
+                .client
+                .request(reqwest::Method::OPTIONS, server.url(path))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "content-type"),
+        )
+    };
+    for path in [
+        "/password-reset",
+        "/password-reset/verify",
+        "/password-reset/confirm",
+        "/password-change",
+    ] {
+        let allowed = preflight(FRONTEND, path).await;
+        assert!(allowed.status < 300, "{path}: {}", allowed.status);
+        assert_eq!(
+            allowed.header("access-control-allow-origin"),
+            Some(FRONTEND)
+        );
+        assert!(
+            allowed
+                .header("access-control-allow-methods")
+                .is_some_and(|m| m.contains("POST")),
+            "{path}"
+        );
+        assert!(
+            allowed
+                .header("access-control-allow-headers")
+                .is_some_and(|h| h.contains("content-type")),
+            "{path}"
+        );
+        // Another origin gets no CORS headers: the browser refuses the call.
+        let other = preflight("https://evil.example", path).await;
+        assert_eq!(other.header("access-control-allow-origin"), None, "{path}");
+    }
+    // The real call carries the header, and scripts may read Retry-After.
+    let reply = Reply::read(
+        server
+            .client
+            .post(server.url("/password-reset"))
+            .header("origin", "https://app.example.com")
+            .header("content-type", "application/json")
+            .body(json!({"email": "nobody@example.org"}).to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(
+        reply
+            .header("access-control-expose-headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("retry-after"))
+    );
+    // Never on the dev-only routes.
+    let dev = Reply::read(
+        server
+            .client
+            .get(server.url("/_dev/mail"))
+            .header("origin", FRONTEND),
+    )
+    .await;
+    assert_eq!(dev.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn without_cors_allow_origins_no_cors_header_is_sent() {
+    let server = DevServer::start(&[]);
+    let reply = Reply::read(
+        server
+            .client
+            .post(server.url("/password-reset"))
+            .header("origin", "http://localhost:5173")
+            .header("content-type", "application/json")
+            .body(json!({"email": "nobody@example.org"}).to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.header("access-control-allow-origin"), None);
 }
