@@ -106,7 +106,7 @@ struct ResetLinkHtml<'a> {
 struct PasswordChangedText<'a> {
     product: &'a str,
     to: &'a str,
-    /// "with a password-reset link" or "by someone who gave the current password".
+    /// "with a password-reset link" or "by someone who entered the current password".
     how: &'a str,
 }
 

@@ -493,8 +493,7 @@ impl ConfirmReset {
         }
         .change(&user, expected, accepted)
         .await?;
-        let written = self.users.replace_password(&change).await;
-        match written? {
+        match self.users.replace_password(&change).await? {
             ChangeOutcome::Applied => {
                 tracing::info!(event = "password_reset");
                 Ok(())

@@ -240,8 +240,7 @@ impl ChangePassword {
         }
         .change(&user, expected, accepted)
         .await?;
-        let written = self.users.replace_password(&change).await;
-        match written? {
+        match self.users.replace_password(&change).await? {
             ChangeOutcome::Applied => {
                 tracing::info!(event = "password_changed");
                 Ok(())
