@@ -121,9 +121,11 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    // Dependencies never log above DEBUG, whatever RUST_LOG says (see log_event_allowed).
+    // Dependencies never log above DEBUG, whatever RUST_LOG says (see log_event_allowed);
+    // metric events are for CloudWatch (the Lambda functions' EMF lines), not this console.
     let dependencies_capped = tracing_subscriber::filter::filter_fn(|meta| {
         pwreset_core::log_event_allowed(meta.target(), meta.level())
+            && meta.target() != pwreset_core::metrics::METRIC_TARGET
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -12,6 +12,7 @@ pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod ports;
 pub mod service;

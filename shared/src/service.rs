@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailKey, EmailLookup, PasswordHash, User, UserId};
 use crate::hashing::{HashError, PasswordHasher};
 use crate::mail::MailComposer;
+use crate::metrics::{self, Metric};
 use crate::policy::{AcceptedPassword, PasswordPolicy, WeakPassword};
 use crate::ports::{
     ChangeOutcome, ChangedVia, Clock, ConfirmUsers, EventPublisher, MailError, Mailer, Outbox,
@@ -129,6 +130,7 @@ impl RequestReset {
             if let RateDecision::Limited { retry_after_secs } =
                 self.limiter.hit(&ip_bucket(client_ip), limit, now).await?
             {
+                metrics::count(Metric::ResetRequestLimited);
                 return Err(RequestError::RateLimited { retry_after_secs });
             }
         }
@@ -151,6 +153,11 @@ impl RequestReset {
         self.outbox
             .enqueue(OutboxJob::reset_requested(lookup, now, suppressed))
             .await?;
+        metrics::count(if suppressed {
+            Metric::ResetRequestSuppressed
+        } else {
+            Metric::ResetRequestAccepted
+        });
         Ok(())
     }
 }
@@ -261,7 +268,22 @@ impl SendResetEmail {
         }
     }
 
+    /// Delivers one job, counting what became of it (sent, published, to be retried,
+    /// failed for good).
     pub async fn deliver(&self, job: &OutboxJob) -> Result<Delivery, DeliveryError> {
+        let result = self.deliver_job(job).await;
+        let is_event = matches!(job, OutboxJob::PasswordChangedEvent(_));
+        match (&result, is_event) {
+            (Err(DeliveryError::Transient(_)), false) => metrics::count(Metric::MailRetried),
+            (Err(DeliveryError::Transient(_)), true) => metrics::count(Metric::EventRetried),
+            (Err(DeliveryError::Permanent(_)), false) => metrics::count(Metric::MailFailed),
+            (Err(DeliveryError::Permanent(_)), true) => metrics::count(Metric::EventFailed),
+            (Ok(_), _) => {}
+        }
+        result
+    }
+
+    async fn deliver_job(&self, job: &OutboxJob) -> Result<Delivery, DeliveryError> {
         match job {
             OutboxJob::ResetRequested {
                 suppressed: true, ..
@@ -290,6 +312,7 @@ impl SendResetEmail {
                     // To the stored address, never to what was typed in the request.
                     let mail = self.composer.reset_link(&user.email, &user.uid, &token);
                     self.mailer.send(&mail).await?;
+                    metrics::count(Metric::MailSent);
                     tracing::info!(event = "mail_sent", kind = "reset_link");
                     delivery = Delivery::Sent;
                 }
@@ -304,6 +327,7 @@ impl SendResetEmail {
                 }
                 let mail = self.composer.password_changed(&user.email, *via);
                 self.mailer.send(&mail).await?;
+                metrics::count(Metric::MailSent);
                 tracing::info!(event = "mail_sent", kind = "password_changed");
                 Ok(Delivery::Sent)
             }
@@ -317,6 +341,7 @@ impl SendResetEmail {
                     ));
                 };
                 events.publish(event).await?;
+                metrics::count(Metric::EventPublished);
                 tracing::info!(event = "event_published", kind = "password_changed");
                 Ok(Delivery::Published)
             }
@@ -437,6 +462,18 @@ impl ConfirmReset {
         raw_uid: &str,
         raw_token: &str,
     ) -> Result<VerifiedToken, VerifyError> {
+        let result = self.check_link(raw_uid, raw_token).await;
+        if let Err(VerifyError::Token(rejection)) = &result {
+            count_rejection(*rejection);
+        }
+        result
+    }
+
+    async fn check_link(
+        &self,
+        raw_uid: &str,
+        raw_token: &str,
+    ) -> Result<VerifiedToken, VerifyError> {
         let token = ParsedToken::parse(raw_token)?;
         let Ok(uid) = UserId::parse(raw_uid) else {
             self.signer.verify_against_nothing(&token);
@@ -479,8 +516,11 @@ impl ConfirmReset {
         let accepted = judged(move || policy.check(candidate, &email))
             .await
             .map_err(ConfirmError::PolicyTask)?
-            .map_err(|weak| ConfirmError::WeakPassword {
-                reasons: weak.reasons,
+            .map_err(|weak| {
+                metrics::count(Metric::WeakPasswordRefused);
+                ConfirmError::WeakPassword {
+                    reasons: weak.reasons,
+                }
             })?;
         let Some(expected) = user.resettable_hash().cloned() else {
             return Err(TokenRejection::Invalid.into());
@@ -495,12 +535,23 @@ impl ConfirmReset {
         .await?;
         match self.users.replace_password(&change).await? {
             ChangeOutcome::Applied => {
+                metrics::count(Metric::ResetCompleted);
                 tracing::info!(event = "password_reset");
                 Ok(())
             }
-            ChangeOutcome::Stale => Err(TokenRejection::Invalid.into()),
+            ChangeOutcome::Stale => {
+                count_rejection(TokenRejection::Invalid);
+                Err(TokenRejection::Invalid.into())
+            }
         }
     }
+}
+
+fn count_rejection(rejection: TokenRejection) {
+    metrics::count(match rejection {
+        TokenRejection::Invalid => Metric::InvalidToken,
+        TokenRejection::Expired => Metric::ExpiredToken,
+    });
 }
 
 /// A password a policy accepted, as the one write every new password is: hashed, to go in

@@ -12,6 +12,7 @@ use super::{NewPassword, email_bucket, ip_bucket, judged};
 use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailLookup, User};
 use crate::hashing::{HashError, PasswordHasher};
+use crate::metrics::{self, Metric};
 use crate::policy::PasswordPolicy;
 use crate::ports::{
     ChangeOutcome, ChangeUsers, ChangedVia, Clock, Forgive, RateDecision, RateLimit, RateLimiter,
@@ -140,7 +141,23 @@ impl ChangePassword {
         }
     }
 
+    /// One attempt, counted in the metrics by its outcome.
     pub async fn change(&self, attempt: ChangeAttempt<'_>) -> Result<(), ChangeError> {
+        let result = self.attempt(attempt).await;
+        let metric = match &result {
+            Ok(()) => Some(Metric::PasswordChanged),
+            Err(ChangeError::InvalidCredentials) => Some(Metric::InvalidCredentials),
+            Err(ChangeError::WeakPassword { .. }) => Some(Metric::WeakPasswordRefused),
+            Err(ChangeError::RateLimited { .. }) => Some(Metric::ChangeLimited),
+            Err(_) => None,
+        };
+        if let Some(metric) = metric {
+            metrics::count(metric);
+        }
+        result
+    }
+
+    async fn attempt(&self, attempt: ChangeAttempt<'_>) -> Result<(), ChangeError> {
         let lookup =
             EmailLookup::from_request(attempt.email).map_err(|_| ChangeError::InvalidEmail)?;
         let counted = self.count_attempt(&lookup, attempt.client_ip).await?;
