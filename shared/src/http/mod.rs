@@ -74,7 +74,7 @@ pub fn api_routes(
 /// latency; never the body, the query string, a token or a password).
 pub fn app(routes: Router) -> Router {
     routes
-        .fallback(not_found)
+        .fallback(unrouted)
         .layer(middleware::from_fn(log_request))
         .layer(middleware::map_response(shared_headers))
 }
@@ -170,8 +170,25 @@ fn with_path<B>(mut request: http::Request<B>, path: &str) -> http::Request<B> {
     request
 }
 
-async fn not_found() -> Problem {
-    Problem::not_found()
+/// Every route of the API, whichever function serves it.
+pub const API_PATHS: [&str; 4] = [
+    "/password-reset",
+    "/password-reset/verify",
+    "/password-reset/confirm",
+    "/password-change",
+];
+
+/// A request no route of this router took. Another method on one of the API's paths is a
+/// 405 wherever it lands: behind API Gateway, every request no route key matches (`GET
+/// /password-reset/verify`, say) goes to the `$default` route, which `request-reset`
+/// serves. A `POST` to another function's path is a 404 here (it is not served here), and
+/// anything else a 404.
+async fn unrouted(method: http::Method, uri: Uri) -> Problem {
+    if method != http::Method::POST && API_PATHS.contains(&uri.path()) {
+        Problem::method_not_allowed("POST")
+    } else {
+        Problem::not_found()
+    }
 }
 
 async fn post_only() -> Problem {

@@ -556,6 +556,40 @@ async fn a_function_that_serves_one_part_answers_404_for_the_rest() {
 }
 
 #[tokio::test]
+async fn another_method_on_any_api_path_is_405_in_every_function() {
+    // Behind API Gateway, `GET /password-reset/verify` matches no route key and goes to the
+    // `$default` route (request-reset): it must still be the 405 the contract promises.
+    let f = fixture(Deployment::Lambda, no_limits());
+    for routes in [
+        f.api.request.clone(),
+        f.api.confirm.clone(),
+        f.api.change.clone(),
+    ] {
+        for path in API_PATHS {
+            for method in [Method::GET, Method::PUT, Method::DELETE] {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(format!("/prod{path}"))
+                    .body(Body::empty())
+                    .expect("request");
+                let (status, headers, problem) =
+                    read(f.api.handle_with(routes.clone(), request).await).await;
+                assert_problem(status, &headers, &problem, 405, "method_not_allowed");
+                assert_eq!(headers.get(ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+            }
+        }
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri("/prod/not-an-api-path")
+            .body(Body::empty())
+            .expect("request");
+        let (status, headers, problem) =
+            read(f.api.handle_with(routes.clone(), request).await).await;
+        assert_problem(status, &headers, &problem, 404, "not_found");
+    }
+}
+
+#[tokio::test]
 async fn the_source_ip_comes_from_the_api_gateway_request_context() {
     let event = json!({
         "version": "2.0",
