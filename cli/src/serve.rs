@@ -90,9 +90,13 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let base_url = format!("http://{bound}");
-    let config = Config::from_env(&Mode::DevServer {
+    let mode = Mode::DevServer {
         base_url: base_url.clone(),
-    })?;
+    };
+    let config = match backend {
+        Backend::Memory => Config::from_env(&mode)?,
+        Backend::Aws => aws_config(&mode).await?,
+    };
     let (wiring, dev_routes) = match backend {
         Backend::Memory if mail == MailOutput::Ses => {
             anyhow::bail!("--mail ses needs --backend aws (--backend memory prints the mail)")
@@ -289,6 +293,20 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
         },
         worker: Some(reader),
     })
+}
+
+/// The configuration `--backend aws` runs with: as the functions read theirs, so
+/// `TOKEN_KEYS_SECRET_ID` works here too.
+#[cfg(feature = "aws")]
+async fn aws_config(mode: &Mode) -> anyhow::Result<Config> {
+    use pwreset_core::adapters::secrets;
+    let client = secrets::secretsmanager_client().await;
+    Ok(secrets::config_from_env(mode, || client).await?)
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_config(_mode: &Mode) -> anyhow::Result<Config> {
+    anyhow::bail!(crate::NEEDS_AWS)
 }
 
 #[cfg(not(feature = "aws"))]

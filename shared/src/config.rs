@@ -46,6 +46,11 @@ impl LambdaNeeds {
     };
 }
 
+/// A Secrets Manager secret (name or ARN) whose string value is what `TOKEN_KEYS` would
+/// hold; the Lambda functions read it once per execution environment
+/// ([`crate::lambda::Startup::load`]).
+pub const TOKEN_KEYS_SECRET_ID: &str = "TOKEN_KEYS_SECRET_ID";
+
 /// Stands in for a setting a function does not use; never rendered or sent.
 const UNUSED_LINK_TEMPLATE: &str = "https://unused.invalid/{uid}/{token}";
 
@@ -189,6 +194,23 @@ impl Config {
         };
 
         // Never echo the value of a secret in an error.
+        if get("TOKEN_KEYS").is_some() && get(TOKEN_KEYS_SECRET_ID).is_some() {
+            return Err(error(
+                TOKEN_KEYS_SECRET_ID,
+                "is set together with TOKEN_KEYS: set one of the two (the secret in AWS, \
+                 TOKEN_KEYS for local runs)",
+            ));
+        }
+        // Read by the Lambda functions and `serve --backend aws`, which put its value in
+        // TOKEN_KEYS' place before this runs ([`crate::adapters::secrets::config_from_env`]);
+        // anywhere else it would silently be ignored.
+        if get(TOKEN_KEYS_SECRET_ID).is_some() && !matches!(mode, Mode::Lambda(_)) {
+            return Err(error(
+                TOKEN_KEYS_SECRET_ID,
+                "is read by the Lambda functions and pwreset serve --backend aws: give this \
+                 one TOKEN_KEYS",
+            ));
+        }
         let (token_keys, token_keys_generated) = match get("TOKEN_KEYS") {
             Some(raw) => (
                 TokenKeys::parse(&raw).map_err(|e| error("TOKEN_KEYS", e.to_string()))?,
@@ -197,7 +219,9 @@ impl Config {
             None if needs.is_some_and(|n| n.token_keys) => {
                 return Err(error(
                     "TOKEN_KEYS",
-                    "is required: comma-separated base64 keys of at least 32 bytes (e.g. `openssl rand -base64 32`)",
+                    "or TOKEN_KEYS_SECRET_ID is required: comma-separated base64 keys of at \
+                     least 32 bytes (e.g. `openssl rand -base64 32`), or the name or ARN of a \
+                     Secrets Manager secret holding them",
                 ));
             }
             None => (TokenKeys::generate(), true),
@@ -788,6 +812,48 @@ mod tests {
                 "https://[::1]:8443"
             ]
         );
+    }
+
+    #[test]
+    fn token_keys_come_from_one_place_only() {
+        let confirm = Mode::Lambda(LambdaNeeds {
+            token_keys: true,
+            mail: false,
+        });
+        let err = load(&confirm, &[]).expect_err("keys");
+        assert!(err.problem.contains("TOKEN_KEYS_SECRET_ID"), "{err}");
+        let both = [
+            ("TOKEN_KEYS", KEY),
+            ("TOKEN_KEYS_SECRET_ID", "pwreset/token-keys"),
+        ];
+        assert_eq!(
+            load(&confirm, &both).expect_err("both").variable,
+            TOKEN_KEYS_SECRET_ID
+        );
+        assert!(
+            !load(&confirm, &both)
+                .expect_err("both")
+                .to_string()
+                .contains(KEY)
+        );
+        // Read only where the secrets loader runs (Lambda, `serve --backend aws`), which
+        // puts the value in TOKEN_KEYS' place first; a plain read refuses it.
+        assert_eq!(
+            load(&dev(), &[("TOKEN_KEYS_SECRET_ID", "pwreset/token-keys")])
+                .expect_err("dev")
+                .variable,
+            TOKEN_KEYS_SECRET_ID
+        );
+    }
+
+    proptest::proptest! {
+        /// The template's generated secret: 44 letters and digits (CloudFormation's
+        /// `GenerateSecretString` with `ExcludePunctuation`), which is 33 bytes of base64.
+        #[test]
+        fn a_generated_secret_of_44_letters_and_digits_is_a_key(value in "[A-Za-z0-9]{44}") {
+            let keys = TokenKeys::parse(&value).expect("a key");
+            proptest::prop_assert_eq!(keys.len(), 1);
+        }
     }
 
     #[test]

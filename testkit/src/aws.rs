@@ -79,6 +79,23 @@ impl Sdk {
     pub fn sqs(&self, endpoint: &str) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.config(endpoint))
     }
+
+    pub fn secretsmanager(&self, endpoint: &str) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.config(endpoint))
+    }
+}
+
+/// A new Secrets Manager secret named `<prefix>-<random>` holding `value`; returns its ARN.
+pub async fn secret_holding(sdk: &Sdk, endpoint: &str, prefix: &str, value: &str) -> String {
+    let created = sdk
+        .secretsmanager(endpoint)
+        .create_secret()
+        .name(unique_name(prefix))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("CreateSecret");
+    created.arn().expect("the new secret's ARN").to_owned()
 }
 
 /// `<prefix>-<random>`: a table name, address part or subject no other test uses.

@@ -74,10 +74,15 @@ impl Stack {
         let ses = emulators::ses_local();
         let dynamodb = sdk().dynamodb(&moto.url);
         let table = aws::fresh_table(&dynamodb, "lambda-e2e", dynamodb::table::create_tables).await;
+        // The token keys live in a secret, as the template deploys them; a test may give
+        // TOKEN_KEYS itself instead.
+        let secret = aws::secret_holding(&sdk(), &moto.url, "pwreset-token-keys", TOKEN_KEYS).await;
         let port = free_port();
+        let plain_keys = overrides.iter().any(|(k, _)| *k == "TOKEN_KEYS");
         let env: Vec<(String, String)> = [
             ("TABLE_NAME", table.as_str()),
-            ("TOKEN_KEYS", TOKEN_KEYS),
+            ("TOKEN_KEYS_SECRET_ID", secret.as_str()),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.url.as_str()),
             (
                 "RESET_LINK_TEMPLATE",
                 "https://app.example.com/reset#uid={uid}&token={token}",
@@ -94,6 +99,7 @@ impl Stack {
         ]
         .into_iter()
         .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .filter(|(k, _)| !(plain_keys && *k == "TOKEN_KEYS_SECRET_ID"))
         .chain(overrides.iter().copied())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
@@ -753,6 +759,55 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_even_at_trace_lev
         "no dependency logged at TRACE:\n{logs}"
     );
 
+    // The functions' own lines: Powertools' top-level fields, and one EMF line per counted
+    // metric, each a single JSON object.
+    let json_lines: Vec<Value> = function_lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .collect();
+    let request_line = json_lines
+        .iter()
+        .find(|line| line["event"] == "request" && line["route"] == "/password-reset")
+        .unwrap_or_else(|| panic!("request-reset's request line:\n{logs}"));
+    for key in ["level", "message", "timestamp", "service", "function_name"] {
+        assert!(
+            request_line[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} in {request_line}"
+        );
+    }
+    assert!(request_line["cold_start"].is_boolean(), "{request_line}");
+    assert!(
+        request_line["request_id"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{request_line}"
+    );
+    assert_eq!(request_line["status"], 202);
+    assert!(request_line.get("fields").is_none(), "{request_line}");
+    let emf = json_lines
+        .iter()
+        .find(|line| line["ResetRequestAccepted"] == 1)
+        .unwrap_or_else(|| panic!("an EMF line for ResetRequestAccepted:\n{logs}"));
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+        "ResetRequestAccepted"
+    );
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "pwreset");
+    assert!(emf["function_name"].is_string(), "{emf}");
+    for metric in [
+        "MailSent",
+        "WeakPasswordRefused",
+        "ResetCompleted",
+        "InvalidToken",
+    ] {
+        assert!(
+            json_lines.iter().any(|line| line[metric] == 1),
+            "an EMF line for {metric}:\n{logs}"
+        );
+    }
+    eprintln!("sample log line: {request_line}");
+    eprintln!("sample EMF line: {emf}");
+
     let mut secrets = Vec::new();
     secret_forms("the token", &token, &mut secrets);
     // The token's MAC alone (its last 22 characters: 128 bits of base64url).
@@ -784,6 +839,41 @@ async fn no_token_password_hash_or_key_reaches_the_lambda_logs_even_at_trace_lev
             "note: cargo lambda watch's own lines (not the functions') show {tool_leaks:?}: it \
              prints the environment it passes to the functions"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_token_key_secret_that_cannot_be_read_stops_only_the_functions_that_use_keys() {
+    let stack = Stack::start_with(&[("TOKEN_KEYS_SECRET_ID", "no-such-secret-here")]).await;
+    let (status, body, text) = stack
+        .post(
+            "confirm-reset",
+            "/password-reset/verify",
+            &json!({"uid": "u", "token": "t"}),
+        )
+        .await;
+    assert!(status >= 500, "{status} {body} {text}");
+    // request-reset never holds the keys, so it reads no secret and keeps answering.
+    let (status, _, _) = stack
+        .post(
+            "request-reset",
+            "/password-reset",
+            &json!({"email": "someone@example.org"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let captured = std::fs::read_to_string(&stack.watch.log).expect("the captured output");
+        if captured.contains("configuration error in TOKEN_KEYS_SECRET_ID") {
+            assert!(captured.contains("ResourceNotFound"), "{captured}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "confirm-reset's start-up error names the variable:\n{captured}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

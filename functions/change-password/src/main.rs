@@ -21,7 +21,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let startup = Startup::load(LambdaNeeds {
         token_keys: false,
         mail: false,
-    })?;
+    })
+    .await?;
     let store = startup.store();
     let config = startup.config;
     let service = ChangePassword::configured(

@@ -19,7 +19,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let startup = Startup::load(LambdaNeeds {
         token_keys: true,
         mail: false,
-    })?;
+    })
+    .await?;
     let store = startup.store();
     let config = startup.config;
     // send-reset-email publishes the event jobs queued here (the same EVENT_BUS_NAME).

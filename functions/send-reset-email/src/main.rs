@@ -21,7 +21,7 @@ use pwreset_core::service::SendResetEmail;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let startup = Startup::load(LambdaNeeds::ALL)?;
+    let startup = Startup::load(LambdaNeeds::ALL).await?;
     let store = startup.store();
     let Startup { config, aws, .. } = startup;
     let mailer = SesMailer::new(

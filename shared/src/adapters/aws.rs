@@ -102,7 +102,7 @@ impl LambdaEnvironment {
             .filter(|url| !url.trim().is_empty())
     }
 
-    /// What both clients share: region, credentials, the one HTTPS client, our
+    /// What every client shares: region, credentials, the one HTTPS client, our
     /// timeouts and retry policy.
     fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
@@ -131,6 +131,14 @@ impl LambdaEnvironment {
             builder = builder.endpoint_url(url);
         }
         aws_sdk_eventbridge::Client::from_conf(builder.build())
+    }
+
+    pub fn secretsmanager_client(&self) -> aws_sdk_secretsmanager::Client {
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(&self.sdk_config());
+        if let Some(url) = Self::endpoint("SECRETS_MANAGER") {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_secretsmanager::Client::from_conf(builder.build())
     }
 
     pub fn sesv2_client(&self) -> aws_sdk_sesv2::Client {

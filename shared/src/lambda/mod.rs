@@ -5,12 +5,8 @@ use std::sync::Arc;
 
 use crate::adapters::LambdaEnvironment;
 use crate::adapters::dynamodb::DynamoStore;
-use secrecy::ExposeSecret as _;
-
-use crate::adapters::secrets::read_secret_string;
-use crate::config::{
-    self, Config, ConfigError, LambdaNeeds, Mode, TOKEN_KEYS_SECRET_ID, UsersTable,
-};
+use crate::adapters::secrets::config_from_env;
+use crate::config::{self, Config, ConfigError, LambdaNeeds, Mode, UsersTable};
 
 mod output;
 
@@ -98,37 +94,7 @@ impl Startup {
     pub async fn load(needs: LambdaNeeds) -> Result<Self, ConfigError> {
         let table = config::required("TABLE_NAME")?;
         let aws = LambdaEnvironment::from_env()?;
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let from_secret = match env(TOKEN_KEYS_SECRET_ID) {
-            Some(id) if needs.token_keys && env("TOKEN_KEYS").is_none() => {
-                let value = read_secret_string(&aws.secretsmanager_client(), id.trim())
-                    .await
-                    .map_err(|err| ConfigError {
-                        variable: TOKEN_KEYS_SECRET_ID,
-                        problem: format!("could not read the secret: {err}"),
-                    })?;
-                Some(value)
-            }
-            _ => None,
-        };
-        // The secret's value stands where TOKEN_KEYS would, and is checked the same way.
-        let lookup = |name: &str| match (name, &from_secret) {
-            ("TOKEN_KEYS", Some(value)) => Some(value.expose_secret().to_owned()),
-            (TOKEN_KEYS_SECRET_ID, Some(_)) => None,
-            _ => std::env::var(name).ok(),
-        };
-        let config = Config::from_lookup(&Mode::Lambda(needs), lookup).map_err(|err| {
-            match (err.variable, &from_secret) {
-                ("TOKEN_KEYS", Some(_)) => ConfigError {
-                    variable: TOKEN_KEYS_SECRET_ID,
-                    problem: format!(
-                        "the secret's value is not a TOKEN_KEYS value: {}",
-                        err.problem
-                    ),
-                },
-                _ => err,
-            }
-        })?;
+        let config = config_from_env(&Mode::Lambda(needs), || aws.secretsmanager_client()).await?;
         Ok(Self {
             config,
             users: UsersTable::from_env(&table)?,
