@@ -4,6 +4,8 @@
 mod admin;
 mod dev;
 mod pages;
+#[cfg(feature = "aws")]
+mod redrive;
 mod serve;
 #[cfg(feature = "aws")]
 mod stream_reader;
@@ -65,6 +67,49 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Recovery of the outbox in pwreset's table (needs the `aws` feature).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Deliver again, as send-reset-email does (SES v2; the configuration send-reset-email
+    /// reads: TOKEN_KEYS or TOKEN_KEYS_SECRET_ID, RESET_LINK_TEMPLATE, MAIL_FROM, …), the jobs
+    /// that never went out: those the stream's failure destination recorded (--queue-url),
+    /// or every outbox item of a past window not marked delivered (--since). Each job is
+    /// claimed before it is sent, so running it twice sends nothing twice. Exits non-zero
+    /// when a job failed again or a failure record was left in the queue.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["queue_url", "since"])))]
+    Redrive {
+        /// pwreset's table (default: $TABLE_NAME).
+        #[arg(long, env = "TABLE_NAME")]
+        table: Option<String>,
+        /// The SQS queue the stream mapping sends failed batches to (the stack's
+        /// DeliveryFailureQueueUrl output); each of its records names a range of the stream,
+        /// which keeps records for 24 hours.
+        #[arg(long, value_name = "URL")]
+        queue_url: Option<String>,
+        /// Undelivered jobs written in this window (e.g. 6h, 2d; the outbox keeps a week),
+        /// leaving the last hour to the stream mapping's own retries.
+        #[arg(long, value_name = "WINDOW", value_parser = parse_since)]
+        since: Option<std::time::Duration>,
+        /// Count what would be delivered; send nothing, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[cfg(feature = "aws")]
+fn parse_since(raw: &str) -> Result<std::time::Duration, String> {
+    redrive::parse_window(raw)
+}
+
+#[cfg(not(feature = "aws"))]
+fn parse_since(_raw: &str) -> Result<std::time::Duration, String> {
+    Err(NEEDS_AWS.to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +197,7 @@ async fn main() -> std::process::ExitCode {
         Command::Table { command } => table(command).await,
         Command::User { command } => user(command).await,
         Command::Users { command } => users(command).await,
+        Command::Outbox { command } => outbox(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -198,6 +244,35 @@ async fn users(command: UsersCommand) -> anyhow::Result<()> {
             page_size,
         } => admin::users_backfill_keys(admin::table_name(table)?, resume, page_size).await,
     }
+}
+
+#[cfg(feature = "aws")]
+async fn outbox(command: OutboxCommand) -> anyhow::Result<()> {
+    match command {
+        OutboxCommand::Redrive {
+            table,
+            queue_url,
+            since,
+            dry_run,
+        } => {
+            let source = match (queue_url, since) {
+                (Some(url), _) => redrive::Source::Queue(url),
+                (None, Some(window)) => redrive::Source::Since(window),
+                (None, None) => anyhow::bail!("give --queue-url or --since"),
+            };
+            let summary = redrive::run(admin::table_name(table)?, source, dry_run).await?;
+            println!("{summary}");
+            if !summary.is_clean() {
+                anyhow::bail!("some jobs are still undelivered: run it again later");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn outbox(_command: OutboxCommand) -> anyhow::Result<()> {
+    anyhow::bail!(NEEDS_AWS)
 }
 
 #[cfg(not(feature = "aws"))]

@@ -280,6 +280,7 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
         stream_arn,
         start,
         Arc::new(send),
+        store.clone(),
     ));
     Ok(Wiring {
         request: RequestReset::new(store.clone(), store.clone(), clock, config.limits),

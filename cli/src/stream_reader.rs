@@ -16,6 +16,7 @@ use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use pwreset_core::adapters::dynamodb::DynamoStore;
 use pwreset_core::delivery::stream::deliver_batch;
+use pwreset_core::ports::DeliveryLedger;
 use pwreset_core::service::SendResetEmail;
 use serde_json::json;
 
@@ -88,8 +89,15 @@ pub async fn start(streams: &Client, stream_arn: &str) -> anyhow::Result<Start> 
     Ok(Start(shards))
 }
 
-/// Reads the stream from `start` until the task is aborted.
-pub async fn run(streams: Client, stream_arn: String, start: Start, send: Arc<SendResetEmail>) {
+/// Reads the stream from `start` until the task is aborted; each handled job is marked in
+/// `ledger` (the store), as `send-reset-email` marks it.
+pub async fn run(
+    streams: Client,
+    stream_arn: String,
+    start: Start,
+    send: Arc<SendResetEmail>,
+    ledger: Arc<dyn DeliveryLedger>,
+) {
     let Start(mut shards) = start;
     let mut listed_at = tokio::time::Instant::now();
     let mut refresh = SHARD_REFRESH;
@@ -98,7 +106,7 @@ pub async fn run(streams: Client, stream_arn: String, start: Start, send: Arc<Se
         while tokio::time::Instant::now() < until {
             let mut busy = false;
             for position in shards.values_mut() {
-                busy |= read_once(&streams, &stream_arn, position, &send).await;
+                busy |= read_once(&streams, &stream_arn, position, &send, ledger.as_ref()).await;
             }
             if !busy {
                 tokio::time::sleep(IDLE_POLL).await;
@@ -178,6 +186,7 @@ async fn read_once(
     stream_arn: &str,
     position: &mut Position,
     send: &SendResetEmail,
+    ledger: &dyn DeliveryLedger,
 ) -> bool {
     let Some(iterator) = position.iterator.clone() else {
         return false;
@@ -216,7 +225,7 @@ async fn read_once(
             return true;
         }
     };
-    let response = deliver_batch(send, &batch).await;
+    let response = deliver_batch(send, ledger, &batch).await;
     match response.batch_item_failures.first() {
         None => {
             position.iterator = output.next_shard_iterator;

@@ -233,6 +233,15 @@ pub trait Outbox: Send + Sync {
     async fn enqueue(&self, job: OutboxJob) -> Result<(), StoreError>;
 }
 
+/// Which outbox items were handled. The stream consumer marks each job it delivered (or
+/// found nothing to send for), so that a redrive (`pwreset outbox redrive`) re-sends only
+/// what never went out. `item_key` is the outbox item's key as the stream record names it.
+#[async_trait]
+pub trait DeliveryLedger: Send + Sync {
+    /// Marks the item delivered at `at`; an item that is gone (expired) is no error.
+    async fn mark_delivered(&self, item_key: &str, at: i64) -> Result<(), StoreError>;
+}
+
 /// A message ready to send. Its bodies hold a live token: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutgoingMail {

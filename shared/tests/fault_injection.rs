@@ -59,6 +59,8 @@ struct Rig {
     direct: DynamoStore,
     api: DevServerApp,
     deliverer: SendResetEmail,
+    /// Where the deliverer marks handled outbox items: the faulted store.
+    ledger: Arc<DynamoStore>,
     signer: TokenSigner,
     ses_url: String,
     /// Outbox items already turned into stream records.
@@ -94,7 +96,7 @@ impl Rig {
         );
         let change = change_password(store.clone());
         let deliverer = SendResetEmail::new(
-            store,
+            store.clone(),
             Arc::new(SesMailer::new(sdk().sesv2(&ses_proxy.url), FROM, None)),
             Arc::new(SystemClock),
             signer.clone(),
@@ -115,6 +117,7 @@ impl Rig {
                 Arc::new(change),
             )),
             deliverer,
+            ledger: store,
             signer,
             ses_url: ses.url.clone(),
             stream: OutboxStream::default(),
@@ -213,7 +216,7 @@ impl Rig {
     async fn deliver(&self, records: &[Value]) -> Vec<String> {
         let batch: aws_lambda_events::event::dynamodb::Event =
             serde_json::from_value(json!({ "Records": records })).expect("a stream batch");
-        deliver_batch(&self.deliverer, &batch)
+        deliver_batch(&self.deliverer, self.ledger.as_ref(), &batch)
             .await
             .batch_item_failures
             .into_iter()

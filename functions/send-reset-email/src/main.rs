@@ -2,8 +2,9 @@
 //! user up, skip inactive or unusable accounts, sign a token, send through SES v2. A send
 //! that must be retried is reported as a batch item failure, so Lambda retries it. With
 //! `EVENT_BUS_NAME`, the `PasswordChanged` event items go to EventBridge the same way.
-//! IAM: GetItem on the table, ses:SendEmail from the sender identity, stream reads,
-//! events:PutEvents on the one bus.
+//! Each handled job's outbox item is marked delivered (what `pwreset outbox redrive` skips).
+//! IAM: GetItem/Query on users, UpdateItem on outbox items, ses:SendEmail from the one
+//! sender, stream reads of the one stream, events:PutEvents on the one bus.
 
 use std::sync::Arc;
 
@@ -29,8 +30,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config.mail_from.clone(),
         SesMailer::configuration_set_from_env(),
     );
-    let mut deliverer =
-        SendResetEmail::configured(&config, store, Arc::new(mailer), Arc::new(SystemClock));
+    let mut deliverer = SendResetEmail::configured(
+        &config,
+        store.clone(),
+        Arc::new(mailer),
+        Arc::new(SystemClock),
+    );
     if let Some(bus) = &config.event_bus {
         deliverer = deliverer.with_events(Arc::new(EventBridgePublisher::new(
             aws.eventbridge_client(),
@@ -39,10 +44,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     }
     let deliverer = Arc::new(deliverer);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
-        let deliverer = Arc::clone(&deliverer);
+        let (deliverer, store) = (Arc::clone(&deliverer), Arc::clone(&store));
         async move {
             Ok::<DynamoDbEventResponse, lambda_runtime::Error>(
-                deliver_batch(&deliverer, &event.payload).await,
+                deliver_batch(&deliverer, store.as_ref(), &event.payload).await,
             )
         }
     }))

@@ -12,7 +12,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
 use crate::adapters::dynamodb::item::{self, Item};
-use crate::ports::{OutboxJob, StoreError};
+use crate::ports::{Clock as _, DeliveryLedger, OutboxJob, StoreError, SystemClock};
 use crate::service::{DeliveryError, SendResetEmail};
 
 /// The outbox job this record inserted, if it is one. Other items (users, lookups,
@@ -26,7 +26,13 @@ pub fn outbox_job(record: &EventRecord) -> Option<Result<OutboxJob, StoreError>>
 }
 
 /// Delivers every outbox job in the batch, stopping at the first that must be retried.
-pub async fn deliver_batch(send: &SendResetEmail, batch: &Event) -> DynamoDbEventResponse {
+/// Each job handled is marked delivered in `ledger` (a redrive leaves it alone); a job that
+/// failed for good is not, so a redrive can replay it once its cause is fixed.
+pub async fn deliver_batch(
+    send: &SendResetEmail,
+    ledger: &dyn DeliveryLedger,
+    batch: &Event,
+) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for record in &batch.records {
         let job = match outbox_job(record) {
@@ -39,7 +45,17 @@ pub async fn deliver_batch(send: &SendResetEmail, batch: &Event) -> DynamoDbEven
             }
         };
         match send.deliver(&job).await {
-            Ok(outcome) => tracing::debug!(event = "outbox_job_done", ?outcome),
+            Ok(outcome) => {
+                tracing::debug!(event = "outbox_job_done", ?outcome);
+                let keys: Item = record.change.keys.clone().into();
+                if let Some(key) = item::outbox_item_key(&keys) {
+                    // Sent already: a failed mark must not fail the batch (its retry would
+                    // send again). At worst a redrive sends this job once more.
+                    if let Err(err) = ledger.mark_delivered(key, SystemClock.unix_now()).await {
+                        tracing::warn!(event = "outbox_mark_failed", error = %err);
+                    }
+                }
+            }
             Err(DeliveryError::Permanent(reason)) => {
                 tracing::error!(event = "outbox_job_failed", %reason);
             }
@@ -95,6 +111,24 @@ mod tests {
         }
     }
 
+    /// The outbox items marked delivered, in order.
+    #[derive(Default)]
+    struct Marks(std::sync::Mutex<Vec<String>>);
+
+    impl Marks {
+        fn keys(&self) -> Vec<String> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl DeliveryLedger for Marks {
+        async fn mark_delivered(&self, item_key: &str, _at: i64) -> Result<(), StoreError> {
+            self.0.lock().expect("lock").push(item_key.to_owned());
+            Ok(())
+        }
+    }
+
     async fn setup() -> (SendResetEmail, Arc<RecordingMailer>) {
         let store = Arc::new(MemoryStore::new());
         let hash = PasswordHasher::owasp()
@@ -131,6 +165,7 @@ mod tests {
     #[tokio::test]
     async fn outbox_inserts_are_delivered_and_other_records_ignored() {
         let (deliverer, mailer) = setup().await;
+        let marks = Marks::default();
         let mut user_record = record("1", "USER#x", &reset_job("a@example.org"));
         user_record["dynamodb"]["NewImage"]["pk"] = json!({"S": "USER#x"});
         let mut removal = record("2", "OUTBOX#r", &reset_job("a@example.org"));
@@ -143,10 +178,33 @@ mod tests {
         ]}))
         .expect("batch");
         assert_eq!(
-            deliver_batch(&deliverer, &batch).await,
+            deliver_batch(&deliverer, &marks, &batch).await,
             DynamoDbEventResponse::default()
         );
         assert_eq!(mailer.sent().len(), 1);
+        // Both jobs were handled (one mailed, one for nobody); the other records are none.
+        assert_eq!(marks.keys(), ["OUTBOX#1", "OUTBOX#2"]);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_failed_for_good_is_left_unmarked_for_a_redrive() {
+        let (deliverer, _) = setup().await;
+        let marks = Marks::default();
+        let event = OutboxJob::PasswordChangedEvent(crate::ports::PasswordChangedEvent {
+            uid: UserId::generate(),
+            changed_at: 1,
+            credential_version: 1,
+        });
+        let batch: Event = serde_json::from_value(json!({"Records": [
+            record("30", "OUTBOX#e", &event),
+            record("31", "OUTBOX#r", &reset_job("a@example.org")),
+        ]}))
+        .expect("batch");
+        assert_eq!(
+            deliver_batch(&deliverer, &marks, &batch).await,
+            DynamoDbEventResponse::default()
+        );
+        assert_eq!(marks.keys(), ["OUTBOX#r"]);
     }
 
     /// A mail and an event are two records: a failed put is that record's batch item
@@ -157,6 +215,7 @@ mod tests {
         use crate::adapters::memory::RecordingPublisher;
         use crate::ports::PasswordChangedEvent;
         let (deliverer, mailer) = setup().await;
+        let marks = Marks::default();
         let publisher = Arc::new(RecordingPublisher::default());
         let deliverer = deliverer.with_events(publisher.clone());
         let event = PasswordChangedEvent {
@@ -170,7 +229,7 @@ mod tests {
         ]}))
         .expect("batch");
         publisher.fail_next(1);
-        let response = deliver_batch(&deliverer, &batch).await;
+        let response = deliver_batch(&deliverer, &marks, &batch).await;
         assert_eq!(
             serde_json::to_value(&response).expect("json"),
             json!({"batchItemFailures": [{"itemIdentifier": "21"}]})
@@ -180,7 +239,7 @@ mod tests {
         let mut retry = batch;
         retry.records.remove(0);
         assert_eq!(
-            deliver_batch(&deliverer, &retry).await,
+            deliver_batch(&deliverer, &marks, &retry).await,
             DynamoDbEventResponse::default()
         );
         assert_eq!(publisher.published(), vec![event]);
@@ -204,6 +263,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_send_reports_that_record_and_leaves_the_rest_for_the_retry() {
         let (deliverer, mailer) = setup().await;
+        let marks = Marks::default();
         let batch: Event = serde_json::from_value(json!({"Records": [
             record("10", "OUTBOX#1", &reset_job("a@example.org")),
             record("11", "OUTBOX#2", &reset_job("b@example.org")),
@@ -213,6 +273,7 @@ mod tests {
         // The first send works, the second fails.
         let first = deliver_batch(
             &deliverer,
+            &marks,
             &serde_json::from_value(json!({"Records": [record(
                 "10",
                 "OUTBOX#1",
@@ -225,9 +286,14 @@ mod tests {
         mailer.fail_next(1);
         let mut rest = batch;
         rest.records.remove(0);
-        let response = deliver_batch(&deliverer, &rest).await;
+        let response = deliver_batch(&deliverer, &marks, &rest).await;
         // Record 12 was not sent: Lambda retries from 11, which would send it again.
         assert_eq!(mailer.sent().len(), 1);
+        assert_eq!(
+            marks.keys(),
+            ["OUTBOX#1"],
+            "only what was delivered is marked"
+        );
         let json = serde_json::to_value(&response).expect("json");
         assert_eq!(
             json,
@@ -238,6 +304,7 @@ mod tests {
     #[tokio::test]
     async fn the_sample_stream_event_is_read_and_handled() {
         let (deliverer, mailer) = setup().await;
+        let marks = Marks::default();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../events/outbox-insert-stream.json");
         let batch: Event =
@@ -248,7 +315,7 @@ mod tests {
             Some(Ok(OutboxJob::ResetRequested { .. }))
         ));
         assert_eq!(
-            deliver_batch(&deliverer, &batch).await,
+            deliver_batch(&deliverer, &marks, &batch).await,
             DynamoDbEventResponse::default()
         );
         assert!(
@@ -260,6 +327,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_item_is_logged_and_skipped_not_retried_forever() {
         let (deliverer, mailer) = setup().await;
+        let marks = Marks::default();
         let mut bad = record("5", "OUTBOX#bad", &reset_job("a@example.org"));
         bad["dynamodb"]["NewImage"]["job"] = json!({"S": "{not json"});
         let batch: Event = serde_json::from_value(
@@ -267,7 +335,7 @@ mod tests {
         )
         .expect("batch");
         assert_eq!(
-            deliver_batch(&deliverer, &batch).await,
+            deliver_batch(&deliverer, &marks, &batch).await,
             DynamoDbEventResponse::default()
         );
         assert_eq!(mailer.sent().len(), 1);

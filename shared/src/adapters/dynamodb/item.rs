@@ -8,7 +8,7 @@
 //! |---|---|---|---|---|
 //! | users (own layout) | user | `USER#<uid>` | `USER` | `uid`, `email` (as stored), `email_key`, `password_hash` (absent: none), `active` (BOOL), `credential_version` |
 //! | users (own layout) | e-mail lookup | `EMAIL#<email_key>` | `EMAIL` | `uid` |
-//! | `TABLE_NAME` | outbox job | `OUTBOX#<random id>` | `OUTBOX` | `job` (the [`OutboxJob`] as JSON), `created_at`, `expires_at` |
+//! | `TABLE_NAME` | outbox job | `OUTBOX#<random id>` | `OUTBOX` | `job` (the [`OutboxJob`] as JSON), `created_at`, `expires_at`, `delivered_at` (once handled) |
 //! | `TABLE_NAME` | rate counter | `LIMIT#<bucket>#<window index>` | `LIMIT` | `hits`, `expires_at` |
 
 use std::collections::HashMap;
@@ -41,6 +41,18 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub const JOB_ATTRIBUTE: &str = "job";
 /// When an outbox item was written (epoch seconds): the order tests read the outbox in.
 pub const CREATED_AT_ATTRIBUTE: &str = "created_at";
+/// When the job was handled (epoch seconds): set by the stream consumer after delivery, and
+/// by a redrive before it delivers (its claim); absent while the job waits.
+pub const DELIVERED_AT_ATTRIBUTE: &str = "delivered_at";
+/// Marks an outbox item handled, if it still exists.
+pub const MARK_DELIVERED: &str = "SET delivered_at = :at";
+pub const OUTBOX_ITEM_EXISTS: &str = "attribute_exists(pk)";
+/// A redrive's claim: only an item nobody handled yet.
+pub const OUTBOX_ITEM_UNCLAIMED: &str =
+    "attribute_exists(pk) AND attribute_not_exists(delivered_at)";
+/// Gives a claim back after a failed redelivery (only the claim this run made).
+pub const RELEASE_CLAIM: &str = "REMOVE delivered_at";
+pub const CLAIMED_AT: &str = "delivered_at = :at";
 /// The rate counter's count.
 pub const HITS_ATTRIBUTE: &str = "hits";
 const UID: &str = "uid";
@@ -168,6 +180,32 @@ fn required_string<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError
         None => Err(StoreError::Permanent(format!(
             "attribute {name} is missing"
         ))),
+    }
+}
+
+/// The key of the outbox item whose `pk` is `item_key` (`OUTBOX#<id>`).
+pub fn outbox_key(item_key: &str) -> Item {
+    key(item_key.to_owned(), OUTBOX_SK)
+}
+
+/// The `pk` of the item a stream record's `Keys` name, if it is an outbox item.
+pub fn outbox_item_key(keys: &Item) -> Option<&str> {
+    match keys.get(PK) {
+        Some(AttributeValue::S(pk)) if pk.starts_with(OUTBOX_PREFIX) => Some(pk),
+        _ => None,
+    }
+}
+
+/// Whether an outbox item was handled already.
+pub fn is_delivered(item: &Item) -> bool {
+    item.contains_key(DELIVERED_AT_ATTRIBUTE)
+}
+
+/// When an outbox item was written (epoch seconds), if it says.
+pub fn created_at(item: &Item) -> Option<i64> {
+    match item.get(CREATED_AT_ATTRIBUTE) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`users`]: the users table in either layout (pwreset's own or a team's);
 //! - [`error`]: SDK failures as [`StoreError`]s;
 //! - `transaction`: the writes that land together;
+//! - [`outbox`]: delivered marks, and what a redrive reads and claims;
 //! - [`table`]: creating the tables (the CLI's `table create`);
 //! - here: [`DynamoStore`], the ports over all of it.
 //!
@@ -14,6 +15,7 @@
 
 pub mod error;
 pub mod item;
+pub mod outbox;
 pub mod table;
 mod transaction;
 pub mod users;
