@@ -856,6 +856,28 @@ mod tests {
         }
     }
 
+    /// `.env.example` (for `cargo lambda watch --env-file`) is a configuration every
+    /// function starts with.
+    #[test]
+    fn the_env_file_example_configures_every_function() {
+        let vars: HashMap<String, String> = include_str!("../../.env.example")
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (name, value) = line.split_once('=').expect("NAME=value");
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        let config = Config::from_lookup(&Mode::Lambda(LambdaNeeds::ALL), |name| {
+            vars.get(name).cloned()
+        })
+        .expect("a valid configuration");
+        assert!(!config.token_keys_generated);
+        let table = vars.get("TABLE_NAME").expect("TABLE_NAME");
+        assert!(UsersTable::from_lookup(table, |name| vars.get(name).cloned()).is_ok());
+    }
+
     #[test]
     fn a_bad_key_is_not_echoed_in_the_error() {
         let err = load(&dev(), &[("TOKEN_KEYS", "c2VjcmV0LXNob3J0")]).expect_err("must fail");

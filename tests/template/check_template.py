@@ -142,6 +142,22 @@ def check_alarms_reach_someone(t):
     return problems
 
 
+def check_sam_local_env_file(t):
+    """`sam local --env-vars env.json` only sets variables the template declares."""
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.abspath(TEMPLATE_PATH[0])), "env.json")
+    if not os.path.exists(path):
+        return ["env.json is missing"]
+    wanted = json.load(open(path, encoding="utf-8")).get("Parameters", {})
+    declared = set(t.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    for f in resources(t, "AWS::Serverless::Function").values():
+        declared |= set(f["Properties"].get("Environment", {}).get("Variables", {}))
+    return [f"env.json sets {name}, which no function declares (sam local ignores it)" for name in wanted if name not in declared]
+
+
+TEMPLATE_PATH = ["template.yaml"]
+
 CHECKS = [
     check_no_keys_in_environments,
     check_explicit_least_privilege_roles,
@@ -150,6 +166,7 @@ CHECKS = [
     check_tables_and_edge,
     check_skips_have_reasons,
     check_alarms_reach_someone,
+    check_sam_local_env_file,
 ]
 
 
@@ -181,6 +198,9 @@ def breakages():
     def silent_alarm(t):
         del t["Resources"]["OutboxIteratorAgeAlarm"]["Properties"]["AlarmActions"]
 
+    def undeclared_env(t):
+        del t["Resources"]["SendResetEmailFunction"]["Properties"]["Environment"]["Variables"]["MAIL_FROM"]
+
     return [
         (check_no_keys_in_environments, key_in_env),
         (check_explicit_least_privilege_roles, sam_policies),
@@ -190,10 +210,12 @@ def breakages():
         (check_tables_and_edge, no_protection),
         (check_skips_have_reasons, bare_skip),
         (check_alarms_reach_someone, silent_alarm),
+        (check_sam_local_env_file, undeclared_env),
     ]
 
 
 def main(path):
+    TEMPLATE_PATH[0] = path
     text = open(path, encoding="utf-8").read()
     template, matches = decode(path)
     if matches or template is None:

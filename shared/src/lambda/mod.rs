@@ -92,6 +92,16 @@ impl Startup {
     /// `TOKEN_KEYS_SECRET_ID` (and a function that uses the keys) the keys come from that
     /// Secrets Manager secret, read here once for the life of the execution environment.
     pub async fn load(needs: LambdaNeeds) -> Result<Self, ConfigError> {
+        let loaded = Self::read(needs).await;
+        if let Err(err) = &loaded {
+            // One JSON line CloudWatch can search for, before the process exits (Lambda
+            // reports the exit as Runtime.ExitError).
+            tracing::error!(event = "startup_failed", "{err}");
+        }
+        loaded
+    }
+
+    async fn read(needs: LambdaNeeds) -> Result<Self, ConfigError> {
         let table = config::required("TABLE_NAME")?;
         let aws = LambdaEnvironment::from_env()?;
         let config = config_from_env(&Mode::Lambda(needs), || aws.secretsmanager_client()).await?;
