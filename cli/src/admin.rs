@@ -98,6 +98,7 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
         ),
         active: !inactive,
         credential_version: 0,
+        locale: None,
     };
     match store.insert(&user).await? {
         InsertOutcome::Inserted => {
@@ -199,6 +200,7 @@ pub async fn user_import_django(table: String, path: &Path) -> anyhow::Result<Im
                 .map(PasswordHash::new),
             active: object.fields.is_active,
             credential_version: 0,
+            locale: None,
         };
         match store.insert(&user).await? {
             InsertOutcome::Inserted => report.imported += 1,

@@ -260,6 +260,7 @@ async fn create_user(
         password_hash: Some(hash),
         active: body.active.unwrap_or(true),
         credential_version: 0,
+        locale: None,
     };
     match app.users.insert(&user).await? {
         InsertOutcome::Inserted => Ok(json_response(

@@ -324,6 +324,7 @@ async fn seed_demo_user(dev: &DevState) -> anyhow::Result<()> {
         password_hash: Some(dev.hasher.hash(password).await?),
         active: true,
         credential_version: 0,
+        locale: None,
     };
     match dev.users.insert(&user).await? {
         InsertOutcome::Inserted | InsertOutcome::EmailTaken => Ok(()),

@@ -377,6 +377,9 @@ pub struct UserMapping {
     pub hash_attribute: String,
     pub active_attribute: Option<String>,
     pub credential_version_attribute: Option<String>,
+    /// `USERS_LOCALE_ATTRIBUTE`: S, a language tag (`de`, `fr-CA`); it wins over the
+    /// request's `Accept-Language` for the user's mail.
+    pub locale_attribute: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,6 +406,7 @@ const MAPPING_VARIABLES: &[&str] = &[
     "USERS_HASH_ATTRIBUTE",
     "USERS_ACTIVE_ATTRIBUTE",
     "USERS_CREDENTIAL_VERSION_ATTRIBUTE",
+    "USERS_LOCALE_ATTRIBUTE",
     "USERS_KEY_TYPE",
 ];
 
@@ -504,6 +508,7 @@ impl UsersTable {
             attribute("USERS_HASH_ATTRIBUTE")?.unwrap_or_else(|| "password_hash".into());
         let active_attribute = attribute("USERS_ACTIVE_ATTRIBUTE")?;
         let credential_version_attribute = attribute("USERS_CREDENTIAL_VERSION_ATTRIBUTE")?;
+        let locale_attribute = attribute("USERS_LOCALE_ATTRIBUTE")?;
         // One attribute, one meaning: only the address may double as the index's key.
         let mut seen: Vec<(&'static str, &str)> = vec![("USERS_KEY_ATTRIBUTE", &key_attribute)];
         let named = [
@@ -514,6 +519,7 @@ impl UsersTable {
                 "USERS_CREDENTIAL_VERSION_ATTRIBUTE",
                 credential_version_attribute.as_deref(),
             ),
+            ("USERS_LOCALE_ATTRIBUTE", locale_attribute.as_deref()),
         ];
         for (variable, value) in named {
             let Some(value) = value else { continue };
@@ -546,6 +552,7 @@ impl UsersTable {
                 hash_attribute,
                 active_attribute,
                 credential_version_attribute,
+                locale_attribute,
             }),
         })
     }
@@ -603,6 +610,7 @@ mod tests {
                 hash_attribute: "password_hash".into(),
                 active_attribute: None,
                 credential_version_attribute: Some("session_version".into()),
+                locale_attribute: None,
             })
         );
     }

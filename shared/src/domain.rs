@@ -432,6 +432,9 @@ pub struct User {
     /// Incremented by one in the same conditional write as every new hash, so the rest of
     /// the system can end each session issued before it. A user item without it is at 0.
     pub credential_version: u64,
+    /// The language stored for the user (`USERS_LOCALE_ATTRIBUTE`, or `locale` in
+    /// pwreset's own layout): it wins over the one a request asked for.
+    pub locale: Option<crate::i18n::Locale>,
 }
 
 impl User {
@@ -626,6 +629,7 @@ mod tests {
             password_hash: Some(PasswordHash::new("$argon2id$x")),
             active: true,
             credential_version: 0,
+            locale: None,
         };
         assert!(user.resettable_hash().is_some());
         user.active = false;

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod domain;
 pub mod hashing;
 pub mod http;
+pub mod i18n;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod mail;

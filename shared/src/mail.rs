@@ -4,6 +4,7 @@
 //! parts). Inline styles only, no remote images.
 
 use crate::domain::{EmailAddress, UserId};
+use crate::i18n::{Locale, duration_in_words};
 use crate::ports::{ChangedVia, OutgoingMail};
 use crate::token::ResetToken;
 
@@ -51,24 +52,10 @@ impl LinkTemplate {
     }
 }
 
-/// "1 hour", "90 minutes", "2 days", "45 seconds".
+/// "1 hour", "90 minutes", "2 days", "45 seconds" (English; see
+/// [`crate::i18n::duration_in_words`] for the others).
 pub fn lifetime_in_words(seconds: i64) -> String {
-    let plural = |n: i64, unit: &str| {
-        if n == 1 {
-            format!("1 {unit}")
-        } else {
-            format!("{n} {unit}s")
-        }
-    };
-    if seconds >= 86_400 && seconds % 86_400 == 0 {
-        plural(seconds / 86_400, "day")
-    } else if seconds >= 3600 && seconds % 3600 == 0 {
-        plural(seconds / 3600, "hour")
-    } else if seconds >= 60 && seconds % 60 == 0 {
-        plural(seconds / 60, "minute")
-    } else {
-        plural(seconds, "second")
-    }
+    duration_in_words(Locale::En, seconds)
 }
 
 /// Font stack for every cell: clients drop styles inherited from `<body>`.
@@ -79,47 +66,358 @@ pub(crate) const FONT: &str =
 /// inbox preview.
 pub(crate) const PREHEADER_FILLER: &str = "&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;";
 
+/// One message's words in one language, every sentence whole (word order differs between
+/// languages, so the address sits between `intro_before` and `intro_after`).
+#[derive(Debug, Clone, Default)]
+struct Words {
+    lang: &'static str,
+    subject: String,
+    preheader: String,
+    intro_before: String,
+    intro_after: String,
+    /// Reset link only: the text part's and the HTML part's lead-in to the link.
+    open_link: String,
+    use_button: String,
+    button: String,
+    expiry: String,
+    copy_hint: String,
+    /// Notice only: "if you did this, nothing to do".
+    if_you: String,
+    /// Notice only: the three steps if it was not the reader.
+    steps: [String; 3],
+    not_you_title: String,
+    not_you_text: String,
+    footer: String,
+}
+
+fn reset_words(locale: Locale, product: &str, to: &str, lifetime: &str) -> Words {
+    match locale {
+        Locale::En => Words {
+            lang: "en",
+            subject: format!("Reset your {product} password"),
+            preheader: format!(
+                "Choose a new {product} password. The link expires in {lifetime} and works once."
+            ),
+            intro_before: format!(
+                "Someone, probably you, asked to reset the password of the {product} account for "
+            ),
+            intro_after: ".".into(),
+            open_link: "To choose a new password, open this link:".into(),
+            use_button: "To choose a new password, use this button:".into(),
+            button: "Choose a new password".into(),
+            expiry: format!(
+                "The link expires in {lifetime} and works only once. If it has expired, you can \
+                 ask for a new one on the page it opens."
+            ),
+            copy_hint: "Button not working? Copy this address into your browser:".into(),
+            not_you_title: "Did not ask for this?".into(),
+            not_you_text: "You can ignore this message: your password stays as it is, and \
+                           nobody can change it without this link. Do not forward this message \
+                           to anyone."
+                .into(),
+            footer: format!(
+                "You received this message because a password reset was asked for {to} at {product}."
+            ),
+            ..Words::default()
+        },
+        Locale::De => Words {
+            lang: "de",
+            subject: format!("Ihr {product}-Passwort zurücksetzen"),
+            preheader: format!(
+                "Wählen Sie ein neues {product}-Passwort. Der Link läuft in {lifetime} ab und funktioniert nur einmal."
+            ),
+            intro_before: format!(
+                "Jemand – wahrscheinlich Sie – möchte das Passwort des {product}-Kontos "
+            ),
+            intro_after: " zurücksetzen.".into(),
+            open_link: "Um ein neues Passwort zu wählen, öffnen Sie diesen Link:".into(),
+            use_button: "Um ein neues Passwort zu wählen, klicken Sie auf diese Schaltfläche:"
+                .into(),
+            button: "Neues Passwort wählen".into(),
+            expiry: format!(
+                "Der Link läuft in {lifetime} ab und funktioniert nur ein einziges Mal. Ist er \
+                 abgelaufen, können Sie auf der Seite, die er öffnet, einen neuen anfordern."
+            ),
+            copy_hint: "Die Schaltfläche funktioniert nicht? Kopieren Sie diese Adresse in Ihren \
+                        Browser:"
+                .into(),
+            not_you_title: "Das waren nicht Sie?".into(),
+            not_you_text: "Dann ignorieren Sie diese Nachricht einfach: Ihr Passwort bleibt, wie \
+                           es ist, und ohne diesen Link kann es niemand ändern. Leiten Sie diese \
+                           Nachricht an niemanden weiter."
+                .into(),
+            footer: format!(
+                "Sie erhalten diese Nachricht, weil für {to} bei {product} ein neues Passwort angefordert wurde."
+            ),
+            ..Words::default()
+        },
+        Locale::Fr => Words {
+            lang: "fr",
+            subject: format!("Réinitialisez votre mot de passe {product}"),
+            preheader: format!(
+                "Choisissez un nouveau mot de passe {product}. Le lien expire dans {lifetime} et ne sert qu'une fois."
+            ),
+            intro_before: format!(
+                "Quelqu'un, probablement vous, a demandé à réinitialiser le mot de passe du compte {product} associé à "
+            ),
+            intro_after: ".".into(),
+            open_link: "Pour choisir un nouveau mot de passe, ouvrez ce lien :".into(),
+            use_button: "Pour choisir un nouveau mot de passe, utilisez ce bouton :".into(),
+            button: "Choisir un nouveau mot de passe".into(),
+            expiry: format!(
+                "Le lien expire dans {lifetime} et ne fonctionne qu'une seule fois. S'il a \
+                 expiré, vous pourrez en demander un nouveau sur la page qu'il ouvre."
+            ),
+            copy_hint: "Le bouton ne fonctionne pas ? Copiez cette adresse dans votre navigateur :"
+                .into(),
+            not_you_title: "Vous n'avez rien demandé ?".into(),
+            not_you_text: "Vous pouvez ignorer ce message : votre mot de passe reste inchangé, et \
+                           personne ne peut le modifier sans ce lien. Ne transférez ce message à \
+                           personne."
+                .into(),
+            footer: format!(
+                "Vous recevez ce message parce qu'une réinitialisation du mot de passe a été demandée pour {to} sur {product}."
+            ),
+            ..Words::default()
+        },
+        Locale::Es => Words {
+            lang: "es",
+            subject: format!("Restablece tu contraseña de {product}"),
+            preheader: format!(
+                "Elige una nueva contraseña de {product}. El enlace caduca en {lifetime} y solo funciona una vez."
+            ),
+            intro_before: format!(
+                "Alguien, probablemente tú, ha pedido restablecer la contraseña de la cuenta de {product} de "
+            ),
+            intro_after: ".".into(),
+            open_link: "Para elegir una contraseña nueva, abre este enlace:".into(),
+            use_button: "Para elegir una contraseña nueva, usa este botón:".into(),
+            button: "Elegir una contraseña nueva".into(),
+            expiry: format!(
+                "El enlace caduca en {lifetime} y solo funciona una vez. Si ha caducado, puedes \
+                 pedir otro en la página que abre."
+            ),
+            copy_hint: "¿El botón no funciona? Copia esta dirección en tu navegador:".into(),
+            not_you_title: "¿No lo has pedido tú?".into(),
+            not_you_text: "Puedes ignorar este mensaje: tu contraseña no cambia y nadie puede \
+                           modificarla sin este enlace. No reenvíes este mensaje a nadie."
+                .into(),
+            footer: format!(
+                "Recibes este mensaje porque se pidió restablecer la contraseña de {to} en {product}."
+            ),
+            ..Words::default()
+        },
+    }
+}
+
+fn notice_words(locale: Locale, product: &str, to: &str, via: ChangedVia) -> Words {
+    match locale {
+        Locale::En => Words {
+            lang: "en",
+            subject: format!("Your {product} password was changed"),
+            preheader: format!(
+                "The password of your {product} account was just changed. Not you? Act now."
+            ),
+            intro_before: format!("The password of the {product} account for "),
+            intro_after: format!(
+                " was just changed {}.",
+                match via {
+                    ChangedVia::Reset => "with a password-reset link",
+                    ChangedVia::Change => "by someone who entered the current password",
+                }
+            ),
+            if_you: "If you did this, there is nothing more to do.".into(),
+            steps: [
+                format!(
+                    "Secure your e-mail account first (change its password): whoever can read \
+                     your mail can reset your {product} password."
+                ),
+                format!("Then ask for a new {product} password reset and choose a new password."),
+                format!("Tell the {product} team, so they can check your account."),
+            ],
+            not_you_title: "Did not change it?".into(),
+            footer: format!(
+                "You received this message because the password of the {product} account for {to} was changed."
+            ),
+            ..Words::default()
+        },
+        Locale::De => Words {
+            lang: "de",
+            subject: format!("Ihr {product}-Passwort wurde geändert"),
+            preheader: format!(
+                "Das Passwort Ihres {product}-Kontos wurde gerade geändert. Das waren nicht Sie? Handeln Sie jetzt."
+            ),
+            intro_before: format!("Das Passwort des {product}-Kontos "),
+            intro_after: format!(
+                " wurde soeben {} geändert.",
+                match via {
+                    ChangedVia::Reset => "über einen Link zum Zurücksetzen",
+                    ChangedVia::Change => "von jemandem, der das bisherige Passwort kannte,",
+                }
+            ),
+            if_you: "Wenn Sie das waren, müssen Sie nichts weiter tun.".into(),
+            steps: [
+                format!(
+                    "Sichern Sie zuerst Ihr E-Mail-Konto (ändern Sie dessen Passwort): Wer Ihre \
+                     E-Mails lesen kann, kann Ihr {product}-Passwort zurücksetzen."
+                ),
+                format!(
+                    "Fordern Sie dann bei {product} einen neuen Link zum Zurücksetzen an und \
+                     wählen Sie ein neues Passwort."
+                ),
+                format!("Informieren Sie das {product}-Team, damit es Ihr Konto überprüfen kann."),
+            ],
+            not_you_title: "Das waren nicht Sie?".into(),
+            footer: format!(
+                "Sie erhalten diese Nachricht, weil das Passwort des {product}-Kontos {to} geändert wurde."
+            ),
+            ..Words::default()
+        },
+        Locale::Fr => Words {
+            lang: "fr",
+            subject: format!("Le mot de passe de votre compte {product} a été modifié"),
+            preheader: format!(
+                "Le mot de passe de votre compte {product} vient d'être modifié. Ce n'était pas vous ? Agissez maintenant."
+            ),
+            intro_before: format!("Le mot de passe du compte {product} associé à "),
+            intro_after: format!(
+                " vient d'être modifié {}.",
+                match via {
+                    ChangedVia::Reset => "à l'aide d'un lien de réinitialisation",
+                    ChangedVia::Change => "par quelqu'un qui a saisi le mot de passe actuel",
+                }
+            ),
+            if_you: "Si c'est vous, vous n'avez rien d'autre à faire.".into(),
+            steps: [
+                format!(
+                    "Sécurisez d'abord votre messagerie (changez son mot de passe) : quiconque \
+                     peut lire vos e-mails peut réinitialiser votre mot de passe {product}."
+                ),
+                format!(
+                    "Demandez ensuite une nouvelle réinitialisation du mot de passe {product} \
+                     et choisissez un nouveau mot de passe."
+                ),
+                format!("Prévenez l'équipe {product} pour qu'elle vérifie votre compte."),
+            ],
+            not_you_title: "Ce n'était pas vous ?".into(),
+            footer: format!(
+                "Vous recevez ce message parce que le mot de passe du compte {product} associé à {to} a été modifié."
+            ),
+            ..Words::default()
+        },
+        Locale::Es => Words {
+            lang: "es",
+            subject: format!("Se ha cambiado tu contraseña de {product}"),
+            preheader: format!(
+                "Se acaba de cambiar la contraseña de tu cuenta de {product}. ¿No has sido tú? Actúa ya."
+            ),
+            intro_before: format!("La contraseña de la cuenta de {product} de "),
+            intro_after: format!(
+                " se acaba de cambiar {}.",
+                match via {
+                    ChangedVia::Reset => "con un enlace para restablecerla",
+                    ChangedVia::Change => "por alguien que introdujo la contraseña actual",
+                }
+            ),
+            if_you: "Si has sido tú, no tienes que hacer nada más.".into(),
+            steps: [
+                format!(
+                    "Primero protege tu cuenta de correo (cambia su contraseña): quien pueda leer \
+                     tu correo puede restablecer tu contraseña de {product}."
+                ),
+                format!(
+                    "Después pide un nuevo restablecimiento de contraseña en {product} y elige \
+                     una contraseña nueva."
+                ),
+                format!("Avisa al equipo de {product} para que revise tu cuenta."),
+            ],
+            not_you_title: "¿No has sido tú?".into(),
+            footer: format!(
+                "Recibes este mensaje porque se cambió la contraseña de la cuenta de {product} de {to}."
+            ),
+            ..Words::default()
+        },
+    }
+}
+
+/// "If you did not:" before the notice's numbered steps, in the text part.
+fn if_not_lead(locale: Locale) -> &'static str {
+    match locale {
+        Locale::En => "If you did not:",
+        Locale::De => "Wenn nicht:",
+        Locale::Fr => "Si ce n'est pas vous :",
+        Locale::Es => "Si no has sido tú:",
+    }
+}
+
+/// A paragraph of the text part, broken at spaces into lines of at most [`TEXT_WIDTH`]
+/// characters (a longer word stays whole on its own line), each line after the first
+/// indented by `indent`.
+fn wrapped(paragraph: &str, indent: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in paragraph.split_whitespace() {
+        let prefix = if lines.is_empty() { "" } else { indent };
+        if !line.is_empty()
+            && prefix.chars().count() + line.chars().count() + 1 + word.chars().count() > TEXT_WIDTH
+        {
+            lines.push(format!("{prefix}{line}"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let prefix = if lines.is_empty() { "" } else { indent };
+        lines.push(format!("{prefix}{line}"));
+    }
+    lines.join("\n")
+}
+
+/// Lines of the text part are at most this long (RFC 5322 recommends 78).
+const TEXT_WIDTH: usize = 76;
+
 /// The reset link, text part (`templates/mail/reset_link.txt`).
 #[derive(askama::Template)]
 #[template(path = "mail/reset_link.txt")]
 struct ResetLinkText<'a> {
+    t: &'a Words,
     product: &'a str,
-    to: &'a str,
+    intro: String,
+    open_link: String,
     link: &'a str,
-    lifetime: &'a str,
+    expiry: String,
+    not_you: String,
 }
 
 /// The reset link, HTML part (`templates/mail/reset_link.html` in `layout.html`).
 #[derive(askama::Template)]
 #[template(path = "mail/reset_link.html")]
 struct ResetLinkHtml<'a> {
-    title: &'a str,
-    product: &'a str,
+    t: &'a Words,
     to: &'a str,
     link: &'a str,
-    lifetime: &'a str,
 }
 
 /// The "password changed" notice, text part.
 #[derive(askama::Template)]
 #[template(path = "mail/password_changed.txt")]
 struct PasswordChangedText<'a> {
+    t: &'a Words,
     product: &'a str,
-    to: &'a str,
-    /// "with a password-reset link" or "by someone who entered the current password".
-    how: &'a str,
+    changed: String,
+    if_you: String,
+    if_not: String,
 }
 
 /// The "password changed" notice, HTML part.
 #[derive(askama::Template)]
 #[template(path = "mail/password_changed.html")]
 struct PasswordChangedHtml<'a> {
-    title: &'a str,
-    product: &'a str,
+    t: &'a Words,
     to: &'a str,
-    how: &'a str,
-    /// The callout's text, which names the product.
-    warning: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -138,68 +436,97 @@ impl MailComposer {
         }
     }
 
-    /// The reset link: subject, a plain-text part that reads well on its own (the link on a
-    /// line by itself, the first URL in the text), and an HTML part built the way mail
-    /// clients render reliably (tables, inline styles, no remote images, a preheader).
+    /// The reset link in English: [`Self::reset_link_in`].
     pub fn reset_link(&self, to: &EmailAddress, uid: &UserId, token: &ResetToken) -> OutgoingMail {
+        self.reset_link_in(Locale::En, to, uid, token)
+    }
+
+    /// The reset link in `locale`: subject, a plain-text part that reads well on its own
+    /// (the link on a line by itself, the first URL in the text), and an HTML part built
+    /// the way mail clients render reliably (tables, inline styles, no remote images, a
+    /// preheader).
+    pub fn reset_link_in(
+        &self,
+        locale: Locale,
+        to: &EmailAddress,
+        uid: &UserId,
+        token: &ResetToken,
+    ) -> OutgoingMail {
         let link = self.links.render(uid, token);
         let product = self.product.as_str();
-        let lifetime = lifetime_in_words(self.lifetime_secs);
-        let subject = format!("Reset your {product} password");
-        let (to_text, link, lifetime) = (to.as_str(), link.as_str(), lifetime.as_str());
+        let lifetime = duration_in_words(locale, self.lifetime_secs);
+        let words = reset_words(locale, product, to.as_str(), &lifetime);
         let text = ResetLinkText {
+            t: &words,
             product,
-            to: to_text,
-            link,
-            lifetime,
+            intro: wrapped(
+                &format!("{}{}{}", words.intro_before, to.as_str(), words.intro_after),
+                "",
+            ),
+            open_link: wrapped(&words.open_link, ""),
+            link: &link,
+            expiry: wrapped(&words.expiry, ""),
+            not_you: wrapped(
+                &format!("{} {}", words.not_you_title, words.not_you_text),
+                "",
+            ),
         }
         .to_string();
         let html = ResetLinkHtml {
-            title: &subject,
-            product,
-            to: to_text,
-            link,
-            lifetime,
+            t: &words,
+            to: to.as_str(),
+            link: &link,
         }
         .to_string();
         OutgoingMail {
             to: to.clone(),
-            subject,
+            subject: words.subject,
             text,
             html: Some(html),
         }
     }
 
-    /// The notice sent after a reset or a change lands. It carries no link at all: a
-    /// phishing copy of it could not be told apart if the real one had one.
+    /// The notice in English: [`Self::password_changed_in`].
     pub fn password_changed(&self, to: &EmailAddress, via: ChangedVia) -> OutgoingMail {
+        self.password_changed_in(Locale::En, to, via)
+    }
+
+    /// The notice sent after a reset or a change lands, in `locale`. It carries no link at
+    /// all: a phishing copy of it could not be told apart if the real one had one.
+    pub fn password_changed_in(
+        &self,
+        locale: Locale,
+        to: &EmailAddress,
+        via: ChangedVia,
+    ) -> OutgoingMail {
         let product = self.product.as_str();
-        let subject = format!("Your {product} password was changed");
-        let how = match via {
-            ChangedVia::Reset => "with a password-reset link",
-            ChangedVia::Change => "by someone who entered the current password",
-        };
+        let mut words = notice_words(locale, product, to.as_str(), via);
+        words.not_you_text = words.steps.join(" ");
+        let steps: Vec<String> = words
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| wrapped(&format!("{}. {step}", i + 1), "   "))
+            .collect();
         let text = PasswordChangedText {
+            t: &words,
             product,
-            to: to.as_str(),
-            how,
+            changed: wrapped(
+                &format!("{}{}{}", words.intro_before, to.as_str(), words.intro_after),
+                "",
+            ),
+            if_you: wrapped(&words.if_you, ""),
+            if_not: format!("{}\n{}", if_not_lead(locale), steps.join("\n")),
         }
         .to_string();
-        let warning = format!(
-            "Secure your e-mail account first (change its password): whoever can read your mail can reset your {product} password. \
-             Then ask for a new {product} password reset, choose a new password, and tell the {product} team so they can check your account."
-        );
         let html = PasswordChangedHtml {
-            title: &subject,
-            product,
+            t: &words,
             to: to.as_str(),
-            how,
-            warning: &warning,
         }
         .to_string();
         OutgoingMail {
             to: to.clone(),
-            subject,
+            subject: words.subject,
             text,
             html: Some(html),
         }
@@ -348,6 +675,83 @@ mod tests {
         assert!(html.contains("display:none"), "preheader");
         assert!(!html.contains("href="), "no link at all in the notice");
         assert!(!html.contains("<img"));
+    }
+
+    #[test]
+    fn each_language_writes_both_mails_in_its_own_words() {
+        let uid = UserId::parse("u1").expect("valid");
+        let to = EmailAddress::parse("ana@example.org").expect("valid");
+        let token = token(&uid, &to);
+        let links = LinkTemplate::parse("https://app.example/reset#uid={uid}&token={token}")
+            .expect("valid");
+        let composer = MailComposer::new("Acme", links, 3600);
+        let link = format!("https://app.example/reset#uid=u1&token={}", token.as_str());
+        // What each language says about an hour, and a word only that language uses.
+        let cases = [
+            (
+                Locale::En,
+                "expires in 1 hour",
+                "Reset your Acme password",
+                "changed",
+            ),
+            (
+                Locale::De,
+                "läuft in 1 Stunde ab",
+                "Ihr Acme-Passwort zurücksetzen",
+                "geändert",
+            ),
+            (
+                Locale::Fr,
+                "expire dans 1 heure",
+                "Réinitialisez votre mot de passe Acme",
+                "modifié",
+            ),
+            (
+                Locale::Es,
+                "caduca en 1 hora",
+                "Restablece tu contraseña de Acme",
+                "cambiado",
+            ),
+        ];
+        let mut subjects = std::collections::BTreeSet::new();
+        for (locale, lifetime, subject, changed) in cases {
+            let mail = composer.reset_link_in(locale, &to, &uid, &token);
+            assert_eq!(mail.subject, subject);
+            assert!(mail.text.contains(lifetime), "{locale}: {}", mail.text);
+            assert!(mail.text.lines().any(|line| line == link), "{locale}");
+            assert!(
+                mail.text
+                    .lines()
+                    .all(|line| line.chars().count() <= 78 || line == link),
+                "{locale}: {}",
+                mail.text
+            );
+            let html = mail.html.expect("html");
+            assert!(html.contains(&format!("<html lang=\"{}\">", locale.tag())));
+            assert!(html.contains(lifetime), "{locale}");
+            assert!(html.contains("ana@example.org"));
+            subjects.insert(mail.subject.clone());
+            let notice = composer.password_changed_in(locale, &to, ChangedVia::Change);
+            assert!(
+                notice.subject.contains(changed),
+                "{locale}: {}",
+                notice.subject
+            );
+            assert!(notice.text.contains("1. ") && notice.text.contains("3. "));
+            assert!(!notice.text.contains("https://"));
+            subjects.insert(notice.subject);
+        }
+        assert_eq!(subjects.len(), 8, "no language borrows another's subject");
+        // Plurals: two hours, thirty minutes.
+        let longer = MailComposer::new(
+            "Acme",
+            LinkTemplate::parse("https://a.example/#{uid}.{token}").expect("valid"),
+            7200,
+        );
+        let de = longer.reset_link_in(Locale::De, &to, &uid, &token);
+        assert!(de.text.contains("läuft in 2 Stunden ab"), "{}", de.text);
+        let fr = longer.reset_link_in(Locale::Fr, &to, &uid, &token);
+        assert!(fr.text.contains("expire dans 2 heures"), "{}", fr.text);
     }
 
     #[test]

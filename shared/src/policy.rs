@@ -7,6 +7,7 @@ use std::fmt;
 use secrecy::SecretString;
 
 use crate::domain::{CandidatePassword, EmailAddress};
+use crate::i18n::Locale;
 
 pub const DEFAULT_MIN_LENGTH: usize = 12;
 /// Passwords must be accepted up to at least 64 characters, so the minimum cannot exceed it.
@@ -39,11 +40,247 @@ impl fmt::Debug for AcceptedPassword {
     }
 }
 
-/// Why a password was refused, each reason a sentence a user understands.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a password was refused: [`WeakPassword::reasons`], each with a stable code and a
+/// sentence in every shipped language.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("the password does not meet the policy")]
 pub struct WeakPassword {
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
+}
+
+/// One rule a password broke.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason {
+    /// Over [`MAX_PASSWORD_BYTES`] of normalised UTF-8.
+    TooLong {
+        max_bytes: usize,
+    },
+    /// Fewer characters than the minimum.
+    TooShort {
+        min: usize,
+        actual: usize,
+    },
+    AllDigits,
+    /// Built from the address.
+    LikeEmail,
+    /// The estimator's verdict, with its hint when it has one.
+    TooGuessable(Option<zxcvbn::feedback::Warning>),
+    /// A change to the current password itself.
+    SameAsCurrent,
+}
+
+impl Reason {
+    /// Every code [`Reason::code`] answers: a frontend that translates itself keys on these.
+    pub const CODES: [&'static str; 6] = [
+        "too_long",
+        "too_short",
+        "all_digits",
+        "similar_to_email",
+        "too_guessable",
+        "same_as_current",
+    ];
+
+    /// The stable, machine-readable code (`reason_codes` in a `422 weak_password`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLong { .. } => "too_long",
+            Self::TooShort { .. } => "too_short",
+            Self::AllDigits => "all_digits",
+            Self::LikeEmail => "similar_to_email",
+            Self::TooGuessable(_) => "too_guessable",
+            Self::SameAsCurrent => "same_as_current",
+        }
+    }
+
+    /// The sentence a user reads, in `locale`.
+    pub fn text(&self, locale: Locale) -> String {
+        use Locale::{De, En, Es, Fr};
+        match (self, locale) {
+            (Self::TooLong { max_bytes: n }, En) => format!(
+                "Use a shorter password: at most {n} bytes (about {n} letters, fewer with accents or emoji)."
+            ),
+            (Self::TooLong { max_bytes: n }, De) => format!(
+                "Wählen Sie ein kürzeres Passwort: höchstens {n} Bytes (etwa {n} Buchstaben, weniger mit Umlauten, Akzenten oder Emojis)."
+            ),
+            (Self::TooLong { max_bytes: n }, Fr) => format!(
+                "Choisissez un mot de passe plus court : {n} octets au plus (environ {n} lettres, moins avec des accents ou des emojis)."
+            ),
+            (Self::TooLong { max_bytes: n }, Es) => format!(
+                "Elige una contraseña más corta: como máximo {n} bytes (unas {n} letras, menos si lleva tildes o emojis)."
+            ),
+            (Self::TooShort { min, actual }, En) => {
+                format!("Use at least {min} characters (this one has {actual}).")
+            }
+            (Self::TooShort { min, actual }, De) => {
+                format!("Verwenden Sie mindestens {min} Zeichen (dieses hat {actual}).")
+            }
+            (Self::TooShort { min, actual }, Fr) => {
+                format!("Utilisez au moins {min} caractères (celui-ci en compte {actual}).")
+            }
+            (Self::TooShort { min, actual }, Es) => {
+                format!("Usa al menos {min} caracteres (esta tiene {actual}).")
+            }
+            (Self::AllDigits, En) => "Don't use only digits: add words or other characters.".into(),
+            (Self::AllDigits, De) => {
+                "Verwenden Sie nicht nur Ziffern: Nehmen Sie Wörter oder andere Zeichen dazu."
+                    .into()
+            }
+            (Self::AllDigits, Fr) => {
+                "N'utilisez pas que des chiffres : ajoutez des mots ou d'autres caractères.".into()
+            }
+            (Self::AllDigits, Es) => {
+                "No uses solo números: añade palabras u otros caracteres.".into()
+            }
+            (Self::LikeEmail, En) => "Don't base your password on your e-mail address.".into(),
+            (Self::LikeEmail, De) => {
+                "Leiten Sie Ihr Passwort nicht von Ihrer E-Mail-Adresse ab.".into()
+            }
+            (Self::LikeEmail, Fr) => {
+                "Ne construisez pas votre mot de passe à partir de votre adresse e-mail.".into()
+            }
+            (Self::LikeEmail, Es) => {
+                "No bases tu contraseña en tu dirección de correo electrónico.".into()
+            }
+            (Self::SameAsCurrent, En) => {
+                "Choose a password different from your current one.".into()
+            }
+            (Self::SameAsCurrent, De) => "Wählen Sie ein anderes Passwort als Ihr jetziges.".into(),
+            (Self::SameAsCurrent, Fr) => "Choisissez un mot de passe différent de l'actuel.".into(),
+            (Self::SameAsCurrent, Es) => "Elige una contraseña distinta de la actual.".into(),
+            (Self::TooGuessable(warning), _) => {
+                let lead = match locale {
+                    En => "This password is too easy to guess",
+                    De => "Dieses Passwort ist zu leicht zu erraten",
+                    Fr => "Ce mot de passe est trop facile à deviner",
+                    Es => "Esta contraseña es demasiado fácil de adivinar",
+                };
+                match warning {
+                    Some(warning) => {
+                        let colon = if locale == Fr { " : " } else { ": " };
+                        format!("{lead}{colon}{}", warning_text(*warning, locale))
+                    }
+                    None => {
+                        let hint = match locale {
+                            En => "Try a few unrelated words together.",
+                            De => {
+                                "Versuchen Sie es mit einigen Wörtern, die nichts miteinander zu tun haben."
+                            }
+                            Fr => "Essayez plusieurs mots sans rapport entre eux.",
+                            Es => "Prueba con varias palabras sin relación entre sí.",
+                        };
+                        format!("{lead}. {hint}")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The estimator's hint in `locale` (zxcvbn's own English words for English).
+fn warning_text(warning: zxcvbn::feedback::Warning, locale: Locale) -> String {
+    use zxcvbn::feedback::Warning as W;
+    let text = match locale {
+        Locale::En => {
+            let mut text = warning.to_string();
+            if !text.ends_with('.') {
+                text.push('.');
+            }
+            return text;
+        }
+        Locale::De => match warning {
+            W::StraightRowsOfKeysAreEasyToGuess => {
+                "Tastenreihen wie „asdf“ sind leicht zu erraten."
+            }
+            W::ShortKeyboardPatternsAreEasyToGuess => {
+                "Kurze Tastaturmuster sind leicht zu erraten."
+            }
+            W::RepeatsLikeAaaAreEasyToGuess => "Wiederholungen wie „aaa“ sind leicht zu erraten.",
+            W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess => {
+                "Wiederholungen wie „abcabcabc“ sind kaum schwerer zu erraten als „abc“."
+            }
+            W::ThisIsATop10Password => "Es gehört zu den 10 häufigsten Passwörtern.",
+            W::ThisIsATop100Password => "Es gehört zu den 100 häufigsten Passwörtern.",
+            W::ThisIsACommonPassword => "Es ist ein sehr häufiges Passwort.",
+            W::ThisIsSimilarToACommonlyUsedPassword => {
+                "Es ähnelt einem häufig verwendeten Passwort."
+            }
+            W::SequencesLikeAbcAreEasyToGuess => "Folgen wie abc oder 6543 sind leicht zu erraten.",
+            W::RecentYearsAreEasyToGuess => {
+                "Jahreszahlen der letzten Jahre sind leicht zu erraten."
+            }
+            W::AWordByItselfIsEasyToGuess => "Ein einzelnes Wort ist leicht zu erraten.",
+            W::DatesAreOftenEasyToGuess => "Datumsangaben sind oft leicht zu erraten.",
+            W::NamesAndSurnamesByThemselvesAreEasyToGuess => {
+                "Vor- und Nachnamen allein sind leicht zu erraten."
+            }
+            W::CommonNamesAndSurnamesAreEasyToGuess => {
+                "Häufige Vor- und Nachnamen sind leicht zu erraten."
+            }
+        },
+        Locale::Fr => match warning {
+            W::StraightRowsOfKeysAreEasyToGuess => {
+                "Les rangées de touches comme « azerty » sont faciles à deviner."
+            }
+            W::ShortKeyboardPatternsAreEasyToGuess => {
+                "Les petits motifs de clavier sont faciles à deviner."
+            }
+            W::RepeatsLikeAaaAreEasyToGuess => {
+                "Les répétitions comme « aaa » sont faciles à deviner."
+            }
+            W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess => {
+                "Les répétitions comme « abcabcabc » ne sont guère plus difficiles à deviner que « abc »."
+            }
+            W::ThisIsATop10Password => "C'est l'un des 10 mots de passe les plus courants.",
+            W::ThisIsATop100Password => "C'est l'un des 100 mots de passe les plus courants.",
+            W::ThisIsACommonPassword => "C'est un mot de passe très courant.",
+            W::ThisIsSimilarToACommonlyUsedPassword => {
+                "Il ressemble à un mot de passe très répandu."
+            }
+            W::SequencesLikeAbcAreEasyToGuess => {
+                "Les suites comme abc ou 6543 sont faciles à deviner."
+            }
+            W::RecentYearsAreEasyToGuess => "Les années récentes sont faciles à deviner.",
+            W::AWordByItselfIsEasyToGuess => "Un mot seul est facile à deviner.",
+            W::DatesAreOftenEasyToGuess => "Les dates sont souvent faciles à deviner.",
+            W::NamesAndSurnamesByThemselvesAreEasyToGuess => {
+                "Un prénom ou un nom seul est facile à deviner."
+            }
+            W::CommonNamesAndSurnamesAreEasyToGuess => {
+                "Les prénoms et noms courants sont faciles à deviner."
+            }
+        },
+        Locale::Es => match warning {
+            W::StraightRowsOfKeysAreEasyToGuess => {
+                "Las filas de teclas seguidas, como «asdf», son fáciles de adivinar."
+            }
+            W::ShortKeyboardPatternsAreEasyToGuess => {
+                "Los patrones cortos de teclado son fáciles de adivinar."
+            }
+            W::RepeatsLikeAaaAreEasyToGuess => {
+                "Las repeticiones como «aaa» son fáciles de adivinar."
+            }
+            W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess => {
+                "Las repeticiones como «abcabcabc» apenas son más difíciles de adivinar que «abc»."
+            }
+            W::ThisIsATop10Password => "Es una de las 10 contraseñas más comunes.",
+            W::ThisIsATop100Password => "Es una de las 100 contraseñas más comunes.",
+            W::ThisIsACommonPassword => "Es una contraseña muy común.",
+            W::ThisIsSimilarToACommonlyUsedPassword => "Se parece a una contraseña muy usada.",
+            W::SequencesLikeAbcAreEasyToGuess => {
+                "Las secuencias como abc o 6543 son fáciles de adivinar."
+            }
+            W::RecentYearsAreEasyToGuess => "Los años recientes son fáciles de adivinar.",
+            W::AWordByItselfIsEasyToGuess => "Una palabra sola es fácil de adivinar.",
+            W::DatesAreOftenEasyToGuess => "Las fechas suelen ser fáciles de adivinar.",
+            W::NamesAndSurnamesByThemselvesAreEasyToGuess => {
+                "Un nombre o un apellido solo es fácil de adivinar."
+            }
+            W::CommonNamesAndSurnamesAreEasyToGuess => {
+                "Los nombres y apellidos comunes son fáciles de adivinar."
+            }
+        },
+    };
+    text.to_owned()
 }
 
 impl PasswordPolicy {
@@ -67,24 +304,24 @@ impl PasswordPolicy {
         // The byte cap comes first and alone: nothing else may spend time on a huge input.
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(WeakPassword {
-                reasons: vec![format!(
-                    "Use a shorter password: at most {MAX_PASSWORD_BYTES} bytes (about {MAX_PASSWORD_BYTES} letters, fewer with accents or emoji)."
-                )],
+                reasons: vec![Reason::TooLong {
+                    max_bytes: MAX_PASSWORD_BYTES,
+                }],
             });
         }
         let mut reasons = Vec::new();
         let length = password.chars().count();
         if length < self.min_length {
-            reasons.push(format!(
-                "Use at least {} characters (this one has {length}).",
-                self.min_length
-            ));
+            reasons.push(Reason::TooShort {
+                min: self.min_length,
+                actual: length,
+            });
         }
         if !password.is_empty() && password.chars().all(|c| c.is_ascii_digit()) {
-            reasons.push("Don't use only digits: add words or other characters.".to_owned());
+            reasons.push(Reason::AllDigits);
         }
         if resembles_email(password, email) {
-            reasons.push("Don't base your password on your e-mail address.".to_owned());
+            reasons.push(Reason::LikeEmail);
         }
         if reasons.is_empty() {
             if let Some(reason) = estimator_verdict(password, email) {
@@ -99,9 +336,6 @@ impl PasswordPolicy {
     }
 }
 
-/// The reason a password change gives when the new password is the current one.
-pub const SAME_AS_CURRENT: &str = "Choose a password different from your current one.";
-
 impl PasswordPolicy {
     /// [`Self::check`] for a change: also refuses the current password itself (both
     /// compared in their NFKC form, as they are hashed).
@@ -115,10 +349,10 @@ impl PasswordPolicy {
         match (self.check(candidate, email), same) {
             (Ok(accepted), false) => Ok(accepted),
             (Ok(_), true) => Err(WeakPassword {
-                reasons: vec![SAME_AS_CURRENT.to_owned()],
+                reasons: vec![Reason::SameAsCurrent],
             }),
             (Err(mut weak), true) => {
-                weak.reasons.insert(0, SAME_AS_CURRENT.to_owned());
+                weak.reasons.insert(0, Reason::SameAsCurrent);
                 Err(weak)
             }
             (Err(weak), false) => Err(weak),
@@ -159,7 +393,7 @@ fn resembles_email(password: &str, email: &EmailAddress) -> bool {
     local.chars().count() >= 4 && password.contains(&local) && local.len() * 2 >= password.len()
 }
 
-fn estimator_verdict(password: &str, email: &EmailAddress) -> Option<String> {
+fn estimator_verdict(password: &str, email: &EmailAddress) -> Option<Reason> {
     let prefix: String = password.chars().take(ESTIMATOR_PREFIX_CHARS).collect();
     let local = email.local_part().to_owned();
     let domain = email
@@ -178,18 +412,9 @@ fn estimator_verdict(password: &str, email: &EmailAddress) -> Option<String> {
     if (estimate.score() as u8) >= MIN_SCORE {
         return None;
     }
-    let mut reason = String::from("This password is too easy to guess");
-    match estimate.feedback().and_then(|f| f.warning()) {
-        Some(warning) => {
-            reason.push_str(": ");
-            reason.push_str(&warning.to_string());
-            if !reason.ends_with('.') {
-                reason.push('.');
-            }
-        }
-        None => reason.push_str(". Try a few unrelated words together."),
-    }
-    Some(reason)
+    Some(Reason::TooGuessable(
+        estimate.feedback().and_then(|f| f.warning()),
+    ))
 }
 
 #[cfg(test)]
@@ -205,8 +430,61 @@ mod tests {
         PasswordPolicy::default().check(CandidatePassword::new(password), &email())
     }
 
+    /// The reasons as an English reader sees them.
     fn reasons(password: &str) -> Vec<String> {
-        check(password).err().map(|w| w.reasons).unwrap_or_default()
+        check(password)
+            .err()
+            .map(|w| w.reasons.iter().map(|r| r.text(Locale::En)).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_reason_speaks_every_language_and_has_a_listed_code() {
+        use zxcvbn::feedback::Warning as W;
+        let mut all = vec![
+            Reason::TooLong { max_bytes: 1024 },
+            Reason::TooShort { min: 12, actual: 3 },
+            Reason::AllDigits,
+            Reason::LikeEmail,
+            Reason::SameAsCurrent,
+            Reason::TooGuessable(None),
+        ];
+        all.extend(
+            [
+                W::StraightRowsOfKeysAreEasyToGuess,
+                W::ShortKeyboardPatternsAreEasyToGuess,
+                W::RepeatsLikeAaaAreEasyToGuess,
+                W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess,
+                W::ThisIsATop10Password,
+                W::ThisIsATop100Password,
+                W::ThisIsACommonPassword,
+                W::ThisIsSimilarToACommonlyUsedPassword,
+                W::SequencesLikeAbcAreEasyToGuess,
+                W::RecentYearsAreEasyToGuess,
+                W::AWordByItselfIsEasyToGuess,
+                W::DatesAreOftenEasyToGuess,
+                W::NamesAndSurnamesByThemselvesAreEasyToGuess,
+                W::CommonNamesAndSurnamesAreEasyToGuess,
+            ]
+            .map(|w| Reason::TooGuessable(Some(w))),
+        );
+        let mut codes = std::collections::BTreeSet::new();
+        for reason in all {
+            assert!(Reason::CODES.contains(&reason.code()), "{reason:?}");
+            codes.insert(reason.code());
+            let english = reason.text(Locale::En);
+            assert!(english.ends_with('.'), "{english}");
+            for locale in [Locale::De, Locale::Fr, Locale::Es] {
+                let text = reason.text(locale);
+                assert!(text.ends_with('.'), "{locale}: {text}");
+                assert_ne!(text, english, "{reason:?} is not translated into {locale}");
+            }
+        }
+        assert_eq!(
+            codes.len(),
+            Reason::CODES.len(),
+            "every listed code is used"
+        );
     }
 
     #[test]
@@ -304,7 +582,14 @@ mod tests {
             .err()
             .map(|w| w.reasons)
             .unwrap_or_default();
-        assert!(err.iter().any(|r| r.contains("at least 20")), "{err:?}");
+        assert_eq!(
+            err,
+            [Reason::TooShort {
+                min: 20,
+                actual: 19
+            }]
+        );
+        assert!(err[0].text(Locale::En).contains("at least 20"), "{err:?}");
         // Twelve accented characters are twelve characters, not 24 bytes.
         let accents = "éàüöçñåøßþðæ";
         assert_eq!(accents.chars().count(), 12);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::domain::{EmailAddress, EmailKey, EmailLookup, EmailLower, PasswordHash, User, UserId};
+use crate::i18n::Locale;
 
 /// A dependency failed. Store, mail and delivery errors share one split: `Transient` is
 /// worth retrying (throttling, timeouts, a store that is down), `Permanent` is not (a
@@ -40,6 +41,9 @@ pub enum OutboxJob {
         /// store work an accepted one does (no timing oracle), and dropped by the worker.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         suppressed: bool,
+        /// The language the request asked for (`Accept-Language`); absent: English.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<Locale>,
     },
     /// A reset or a change landed: tell the owner. `credential_version` is the one the change wrote
     /// (0 on items queued before versions were kept).
@@ -51,6 +55,9 @@ pub enum OutboxJob {
         /// What changed it, for the notice's wording (absent: a reset).
         #[serde(default, skip_serializing_if = "ChangedVia::is_reset")]
         via: ChangedVia,
+        /// The language of the request that changed it; absent: English.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<Locale>,
     },
     /// A reset landed: tell the rest of the system ([`EventPublisher`]). A job of its own,
     /// beside the notice, so a failed put is retried without mailing the owner twice.
@@ -83,6 +90,39 @@ pub struct PasswordChangedEvent {
 }
 
 impl OutboxJob {
+    /// The same job, to be written in `locale` (a reset request's or a notice's).
+    pub fn in_locale(self, locale: Locale) -> Self {
+        match self {
+            Self::ResetRequested {
+                email_key,
+                email_lower,
+                requested_at,
+                suppressed,
+                ..
+            } => Self::ResetRequested {
+                email_key,
+                email_lower,
+                requested_at,
+                suppressed,
+                locale: (locale != Locale::En).then_some(locale),
+            },
+            Self::PasswordChanged {
+                uid,
+                changed_at,
+                credential_version,
+                via,
+                ..
+            } => Self::PasswordChanged {
+                uid,
+                changed_at,
+                credential_version,
+                via,
+                locale: (locale != Locale::En).then_some(locale),
+            },
+            event @ Self::PasswordChangedEvent(_) => event,
+        }
+    }
+
     /// The job for a reset request looked up by `lookup`.
     pub fn reset_requested(lookup: EmailLookup, requested_at: i64, suppressed: bool) -> Self {
         let email_lower = (lookup.lower.as_str() != lookup.key.as_str()).then_some(lookup.lower);
@@ -91,6 +131,7 @@ impl OutboxJob {
             email_lower,
             requested_at,
             suppressed,
+            locale: None,
         }
     }
 }
@@ -476,6 +517,7 @@ mod tests {
             email_lower: None,
             requested_at: 7,
             suppressed: false,
+            locale: None,
         };
         let json = serde_json::to_string(&job).expect("json");
         assert_eq!(
@@ -491,6 +533,7 @@ mod tests {
             email_lower: None,
             requested_at: 7,
             suppressed: true,
+            locale: None,
         };
         let json = serde_json::to_string(&suppressed).expect("json");
         assert_eq!(

@@ -20,9 +20,10 @@ use sha2::{Digest as _, Sha256};
 use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailKey, EmailLookup, PasswordHash, User, UserId};
 use crate::hashing::{HashError, PasswordHasher};
+use crate::i18n::Locale;
 use crate::mail::MailComposer;
 use crate::metrics::{self, Metric};
-use crate::policy::{AcceptedPassword, PasswordPolicy, WeakPassword};
+use crate::policy::{AcceptedPassword, PasswordPolicy, Reason, WeakPassword};
 use crate::ports::{
     ChangeOutcome, ChangedVia, Clock, ConfirmUsers, EventPublisher, MailError, Mailer, Outbox,
     OutboxJob, PasswordChange, PasswordChangedEvent, PublishError, RateDecision, RateLimit,
@@ -108,11 +109,22 @@ impl RequestReset {
         }
     }
 
-    /// Never looks the account up: the request path does the same work for every address.
+    /// [`Self::request_in`] English.
     pub async fn request(
         &self,
         raw_email: &str,
         client_ip: Option<IpAddr>,
+    ) -> Result<(), RequestError> {
+        self.request_in(raw_email, client_ip, Locale::En).await
+    }
+
+    /// Never looks the account up: the request path does the same work for every address.
+    /// The mail will speak `locale` (unless the account has a language of its own).
+    pub async fn request_in(
+        &self,
+        raw_email: &str,
+        client_ip: Option<IpAddr>,
+        locale: Locale,
     ) -> Result<(), RequestError> {
         let lookup =
             EmailLookup::from_request(raw_email).map_err(|_| RequestError::InvalidEmail)?;
@@ -151,7 +163,7 @@ impl RequestReset {
             }
         }
         self.outbox
-            .enqueue(OutboxJob::reset_requested(lookup, now, suppressed))
+            .enqueue(OutboxJob::reset_requested(lookup, now, suppressed).in_locale(locale))
             .await?;
         metrics::count(if suppressed {
             Metric::ResetRequestSuppressed
@@ -291,6 +303,7 @@ impl SendResetEmail {
             OutboxJob::ResetRequested {
                 email_key,
                 email_lower,
+                locale,
                 ..
             } => {
                 let lookup = reset_lookup(email_key, email_lower.as_ref());
@@ -310,7 +323,10 @@ impl SendResetEmail {
                         self.clock.unix_now(),
                     );
                     // To the stored address, never to what was typed in the request.
-                    let mail = self.composer.reset_link(&user.email, &user.uid, &token);
+                    let locale = user.locale.or(*locale).unwrap_or_default();
+                    let mail = self
+                        .composer
+                        .reset_link_in(locale, &user.email, &user.uid, &token);
                     self.mailer.send(&mail).await?;
                     metrics::count(Metric::MailSent);
                     tracing::info!(event = "mail_sent", kind = "reset_link");
@@ -318,14 +334,17 @@ impl SendResetEmail {
                 }
                 Ok(delivery)
             }
-            OutboxJob::PasswordChanged { uid, via, .. } => {
+            OutboxJob::PasswordChanged {
+                uid, via, locale, ..
+            } => {
                 let Some(user) = self.users.find_by_uid(uid).await? else {
                     return Ok(Delivery::Skipped);
                 };
                 if !user.active {
                     return Ok(Delivery::Skipped);
                 }
-                let mail = self.composer.password_changed(&user.email, *via);
+                let locale = user.locale.or(*locale).unwrap_or_default();
+                let mail = self.composer.password_changed_in(locale, &user.email, *via);
                 self.mailer.send(&mail).await?;
                 metrics::count(Metric::MailSent);
                 tracing::info!(event = "mail_sent", kind = "password_changed");
@@ -362,7 +381,7 @@ pub enum ConfirmError {
     #[error(transparent)]
     Token(#[from] TokenRejection),
     #[error("the new password does not meet the policy")]
-    WeakPassword { reasons: Vec<String> },
+    WeakPassword { reasons: Vec<Reason> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -509,6 +528,19 @@ impl ConfirmReset {
         raw_token: &str,
         raw_password: &str,
     ) -> Result<(), ConfirmError> {
+        self.confirm_in(raw_uid, raw_token, raw_password, Locale::En)
+            .await
+    }
+
+    /// [`Self::confirm`], the notice to be written in `locale` (unless the account has a
+    /// language of its own).
+    pub async fn confirm_in(
+        &self,
+        raw_uid: &str,
+        raw_token: &str,
+        raw_password: &str,
+        locale: Locale,
+    ) -> Result<(), ConfirmError> {
         let VerifiedToken { user, .. } = self.verify(raw_uid, raw_token).await?;
         let policy = self.policy;
         let email = user.email.clone();
@@ -530,6 +562,7 @@ impl ConfirmReset {
             hasher: &self.hasher,
             events: self.events,
             via: ChangedVia::Reset,
+            locale,
         }
         .change(&user, expected, accepted)
         .await?;
@@ -563,6 +596,8 @@ struct NewPassword<'a> {
     hasher: &'a PasswordHasher,
     events: bool,
     via: ChangedVia,
+    /// The language of the request that changed it, for the notice.
+    locale: Locale,
 }
 
 impl NewPassword<'_> {
@@ -586,7 +621,9 @@ impl NewPassword<'_> {
                 changed_at,
                 credential_version,
                 via: self.via,
-            },
+                locale: None,
+            }
+            .in_locale(self.locale),
             event: self.events.then(|| {
                 OutboxJob::PasswordChangedEvent(PasswordChangedEvent {
                     uid: user.uid.clone(),

@@ -99,6 +99,7 @@ fn user(email: &str, hash: Option<&str>, active: bool) -> User {
         password_hash: hash.map(PasswordHash::new),
         active,
         credential_version: 0,
+        locale: None,
     }
 }
 
@@ -256,6 +257,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
                 changed_at: i64::try_from(i).expect("small"),
                 credential_version: 1,
                 via: ChangedVia::Reset,
+                locale: None,
             },
             event: None,
         };
@@ -299,6 +301,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
             changed_at: i64::try_from(winner).expect("small"),
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         }],
         "exactly the winner's notice is in the outbox"
     );
@@ -315,6 +318,7 @@ async fn concurrent_changes_land_once(store: Arc<DynamoStore>) {
             changed_at: 99,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         },
         event: None,
     };
@@ -357,6 +361,7 @@ async fn a_change_lands_only_while_the_address_and_active_flag_are_as_verified(
             changed_at: 1,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         },
         event: None,
     };
@@ -460,6 +465,7 @@ async fn a_change_against_a_user_without_password_is_stale() {
             changed_at: 1,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         },
         event: None,
     };
@@ -478,6 +484,7 @@ async fn enqueued_jobs_reach_the_table_stream() {
         email_lower: None,
         requested_at: 1_700_000_000,
         suppressed: false,
+        locale: None,
     };
     store.enqueue(job.clone()).await.expect("enqueue");
 
@@ -670,6 +677,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
                 changed_at: 1,
                 credential_version: 1,
                 via: ChangedVia::Reset,
+                locale: None,
             },
             event: None,
         })
@@ -684,6 +692,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
             email_lower: None,
             requested_at: 1,
             suppressed: false,
+            locale: None,
         })
         .await;
     assert!(
@@ -752,6 +761,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
             email_lower: None,
             requested_at: 1,
             suppressed: false,
+            locale: None,
         })
         .await
         .expect("enqueue");
@@ -802,6 +812,7 @@ async fn an_item_without_a_credential_version_starts_at_zero() {
             changed_at: 1,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         },
         event: None,
     };
@@ -1043,6 +1054,7 @@ async fn a_change_on_a_team_table_writes_the_hash_and_the_version_and_nothing_el
             changed_at: 1,
             credential_version: 3,
             via: ChangedVia::Reset,
+            locale: None,
         },
         event: None,
     };

@@ -137,6 +137,7 @@ impl Rig {
             ),
             active: true,
             credential_version: 0,
+            locale: None,
         };
         self.direct.insert(&user).await.expect("user inserted");
         user

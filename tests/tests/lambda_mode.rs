@@ -168,6 +168,7 @@ impl Stack {
             ),
             active: true,
             credential_version: 0,
+            locale: None,
         };
         // Setup against an emulator that may be overloaded (the race rounds): retry a
         // timed-out insert with the same user. Addresses here are unique, so "taken" means

@@ -92,6 +92,7 @@ impl Rig {
                 password_hash: Some(hash),
                 active: true,
                 credential_version: 0,
+                locale: None,
             })
             .await
             .expect("insert");

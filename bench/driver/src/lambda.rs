@@ -69,11 +69,16 @@ struct Case {
     label: String,
     function: &'static str,
     invoke: Invoke,
+    /// The token keys from the Secrets Manager secret (`TOKEN_KEYS_SECRET_ID`, as the
+    /// template deploys it) instead of `TOKEN_KEYS`.
+    keys_from_secret: bool,
 }
 
 struct Bench {
     setup: Setup,
     env: Vec<(String, String)>,
+    /// What replaces `TOKEN_KEYS` for a case whose keys come from the secret.
+    secret_env: Vec<(String, String)>,
     http: reqwest::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
@@ -93,6 +98,10 @@ fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 
 impl Bench {
     fn spawn(&self, function: &str) -> anyhow::Result<Process> {
+        self.spawn_with(function, false)
+    }
+
+    fn spawn_with(&self, function: &str, keys_from_secret: bool) -> anyhow::Result<Process> {
         let log = self.log_dir.join(format!("pwreset-bench-{function}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -100,8 +109,13 @@ impl Bench {
             .open(&log)?;
         let runtime_api = format!("http://127.0.0.1:{}/.rt/{function}", self.setup.watch_port);
         let mut command = Command::new(self.setup.bin_dir.join(function));
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| !(keys_from_secret && k == "TOKEN_KEYS"))
+            .chain(self.secret_env.iter().filter(|_| keys_from_secret));
         command
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
             .env("AWS_LAMBDA_FUNCTION_NAME", function)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
@@ -166,7 +180,7 @@ impl Bench {
             // Let the invocation reach the emulator's queue before the process exists.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let start = Instant::now();
-            let process = this.spawn(case.function)?;
+            let process = this.spawn_with(case.function, case.keys_from_secret)?;
             Ok::<_, anyhow::Error>((start, process))
         };
         let (answer, started) = tokio::join!(request, timed);
@@ -249,8 +263,27 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    let secret = pwreset_testkit::aws::secret_holding(
+        &Sdk::new(
+            adapters::http_client(),
+            adapters::timeout_config(),
+            adapters::retry_config(),
+        ),
+        &setup.moto,
+        "bench-token-keys",
+        TOKEN_KEYS,
+    )
+    .await;
+    let secret_env = vec![
+        ("TOKEN_KEYS_SECRET_ID".to_owned(), secret),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+            setup.moto.clone(),
+        ),
+    ];
     let mut bench = Bench {
         env,
+        secret_env,
         http: reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
@@ -275,6 +308,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         ),
         active: true,
         credential_version: 0,
+        locale: None,
     };
     store
         .insert(&user)
@@ -360,6 +394,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 event: json!({"n": 1}),
                 expect: json!({"hello": "world"}),
             },
+            keys_from_secret: false,
         },
         Case {
             label: "request-reset, 400 invalid_request (no I/O)".into(),
@@ -369,6 +404,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 body: json!({}),
                 status: 400,
             },
+            keys_from_secret: false,
         },
         Case {
             label: "confirm-reset, 400 invalid_request (no I/O)".into(),
@@ -378,6 +414,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 body: json!({}),
                 status: 400,
             },
+            keys_from_secret: false,
         },
         Case {
             label: "send-reset-email, empty batch (no I/O)".into(),
@@ -386,11 +423,13 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 event: json!({"Records": []}),
                 expect: json!({"batchItemFailures": []}),
             },
+            keys_from_secret: false,
         },
         Case {
             label: "request-reset, 202 missing address (DynamoDB writes)".into(),
             function: "request-reset",
             invoke: request("cold-start-nobody@example.org"),
+            keys_from_secret: false,
         },
         Case {
             label: "confirm-reset, 200 verify (DynamoDB read)".into(),
@@ -400,6 +439,27 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
                 body: json!({"uid": link_uid, "token": token}),
                 status: 200,
             },
+            keys_from_secret: false,
+        },
+        Case {
+            label: "confirm-reset, 400, keys from Secrets Manager".into(),
+            function: "confirm-reset",
+            invoke: Invoke::Http {
+                path: "/password-reset/verify",
+                body: json!({}),
+                status: 400,
+            },
+            keys_from_secret: true,
+        },
+        Case {
+            label: "confirm-reset, 200 verify, keys from Secrets Manager".into(),
+            function: "confirm-reset",
+            invoke: Invoke::Http {
+                path: "/password-reset/verify",
+                body: json!({"uid": link_uid, "token": token}),
+                status: 200,
+            },
+            keys_from_secret: true,
         },
     ];
     // One untimed start of each binary first: the page cache holds every binary alike.

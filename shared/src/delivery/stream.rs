@@ -108,6 +108,7 @@ mod tests {
             email_lower: None,
             requested_at: 0,
             suppressed: false,
+            locale: None,
         }
     }
 
@@ -143,6 +144,7 @@ mod tests {
                     password_hash: Some(hash.clone()),
                     active: true,
                     credential_version: 0,
+                    locale: None,
                 })
                 .await
                 .expect("insert");

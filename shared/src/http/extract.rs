@@ -15,6 +15,7 @@ use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 
 use super::{JSON, MAX_BODY_BYTES, Problem};
+use crate::i18n::Locale;
 
 /// A JSON body, read at most [`MAX_BODY_BYTES`] deep and parsed into `T`; any failure is
 /// the problem document the contract names, never serde's message (it can quote the input,
@@ -149,5 +150,22 @@ impl<S: Send + Sync> FromRequestParts<S> for JwtSubject {
             _ => None,
         };
         Ok(Self(subject))
+    }
+}
+
+/// The language the request asks for (`Accept-Language`, [`Locale::negotiate`]): the
+/// policy's `reasons` are written in it, and the mail a request leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLocale(pub Locale);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestLocale {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        Ok(Self(Locale::negotiate(header)))
     }
 }

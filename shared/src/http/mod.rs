@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::util::MapRequest;
 
-pub use extract::{ApiJson, ClientIp, JwtSubject, PeerIp, client_ip};
+pub use extract::{ApiJson, ClientIp, JwtSubject, PeerIp, RequestLocale, client_ip};
 pub use problem::{Problem, ProblemCode};
 
 use crate::service::{ChangeAttempt, ChangePassword, ConfirmReset, RequestReset};
@@ -264,9 +264,10 @@ struct VerifiedBody {
 async fn request_reset(
     State(service): State<Arc<RequestReset>>,
     ClientIp(ip): ClientIp,
+    RequestLocale(locale): RequestLocale,
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> Result<Response, Problem> {
-    service.request(&body.email, ip).await?;
+    service.request_in(&body.email, ip, locale).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &StatusBody { status: "accepted" },
@@ -289,11 +290,13 @@ async fn verify(
 
 async fn confirm(
     State(service): State<Arc<ConfirmReset>>,
+    RequestLocale(locale): RequestLocale,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, Problem> {
     service
-        .confirm(&body.uid, &body.token, &body.new_password)
-        .await?;
+        .confirm_in(&body.uid, &body.token, &body.new_password, locale)
+        .await
+        .map_err(|err| Problem::from(err).in_locale(locale))?;
     Ok(json_response(
         StatusCode::OK,
         &StatusBody {
@@ -306,6 +309,7 @@ async fn change_password(
     State(service): State<Arc<ChangePassword>>,
     ClientIp(ip): ClientIp,
     JwtSubject(subject): JwtSubject,
+    RequestLocale(locale): RequestLocale,
     ApiJson(body): ApiJson<ChangeBody>,
 ) -> Result<Response, Problem> {
     service
@@ -315,8 +319,10 @@ async fn change_password(
             new_password: &body.new_password,
             client_ip: ip,
             subject: subject.as_deref(),
+            locale,
         })
-        .await?;
+        .await
+        .map_err(|err| Problem::from(err).in_locale(locale))?;
     Ok(json_response(
         StatusCode::OK,
         &StatusBody {

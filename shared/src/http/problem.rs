@@ -6,6 +6,8 @@ use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::{MAX_BODY_BYTES, PROBLEM_JSON, json_response};
+use crate::i18n::Locale;
+use crate::policy::Reason;
 use crate::ports::StoreError;
 use crate::service::{ChangeError, ConfirmError, RequestError, VerifyError};
 use crate::token::TokenRejection;
@@ -114,11 +116,13 @@ impl ProblemCode {
 
 /// An RFC 9457 problem document. Build it with the constructors below; the optional parts
 /// (`detail`, `reasons`, `Retry-After`, `Allow`) are set only by the builder methods.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     code: ProblemCode,
     detail: Option<String>,
-    reasons: Option<Vec<String>>,
+    reasons: Option<Vec<Reason>>,
+    /// The language `reasons` are written in ([`Problem::in_locale`]).
+    locale: Locale,
     retry_after_secs: Option<u64>,
     allow: Option<&'static str>,
 }
@@ -133,7 +137,10 @@ struct ProblemBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasons: Option<&'a [String]>,
+    reasons: Option<Vec<String>>,
+    /// Parallel to `reasons`: one stable code per reason ([`Reason::CODES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_codes: Option<Vec<&'static str>>,
 }
 
 impl Problem {
@@ -142,6 +149,7 @@ impl Problem {
             code,
             detail: None,
             reasons: None,
+            locale: Locale::En,
             retry_after_secs: None,
             allow: None,
         }
@@ -152,9 +160,22 @@ impl Problem {
         self
     }
 
-    fn with_reasons(mut self, reasons: Vec<String>) -> Self {
+    fn with_reasons(mut self, reasons: Vec<Reason>) -> Self {
         self.reasons = Some(reasons);
         self
+    }
+
+    /// Writes the `reasons` in `locale` (the request's `Accept-Language`).
+    pub fn in_locale(mut self, locale: Locale) -> Self {
+        self.locale = locale;
+        self
+    }
+
+    /// The reasons, as their codes.
+    pub fn reason_codes(&self) -> Option<Vec<&'static str>> {
+        self.reasons
+            .as_ref()
+            .map(|reasons| reasons.iter().map(Reason::code).collect())
     }
 
     fn with_retry_after(mut self, secs: u64) -> Self {
@@ -200,14 +221,14 @@ impl Problem {
         Self::new(ProblemCode::ExpiredToken).with_detail("Ask for a new link.")
     }
 
-    pub fn weak_password(reasons: Vec<String>) -> Self {
+    pub fn weak_password(reasons: Vec<Reason>) -> Self {
         Self::new(ProblemCode::WeakPassword)
             .with_detail("Choose another password; your reset link still works.")
             .with_reasons(reasons)
     }
 
     /// A password change's refusal: nothing was changed, there is no link to keep.
-    pub fn weak_new_password(reasons: Vec<String>) -> Self {
+    pub fn weak_new_password(reasons: Vec<Reason>) -> Self {
         Self::new(ProblemCode::WeakPassword)
             .with_detail("Choose another password; nothing was changed.")
             .with_reasons(reasons)
@@ -267,7 +288,11 @@ impl IntoResponse for Problem {
             status: self.code.status().as_u16(),
             code: self.code.as_str(),
             detail: self.detail.as_deref(),
-            reasons: self.reasons.as_deref(),
+            reasons: self
+                .reasons
+                .as_ref()
+                .map(|reasons| reasons.iter().map(|r| r.text(self.locale)).collect()),
+            reason_codes: self.reason_codes(),
         };
         let mut response = json_response(self.code.status(), &body);
         let headers = response.headers_mut();

@@ -171,6 +171,7 @@ impl Fixture {
             password_hash: Some(hash),
             active: true,
             credential_version: 0,
+            locale: None,
         };
         self.store.insert(&user).await.expect("insert");
         let token = self.signer.sign(
@@ -404,6 +405,53 @@ async fn a_weak_password_is_422_with_reasons_but_a_bad_token_wins() {
     )
     .await;
     assert_problem(status, &headers, &problem, 400, "invalid_token");
+}
+
+#[tokio::test]
+async fn reasons_speak_the_requests_language_beside_stable_codes() {
+    let f = fixture(Deployment::DevServer, no_limits());
+    let (user, token) = f.user_with_token().await;
+    let confirm = |language: Option<&str>| {
+        let mut request = post_json(
+            "/password-reset/confirm",
+            &json!({"uid": user.uid.as_str(), "token": token, "new_password": "123"}),
+        );
+        if let Some(language) = language {
+            request.headers_mut().insert(
+                http::header::ACCEPT_LANGUAGE,
+                HeaderValue::from_str(language).expect("header"),
+            );
+        }
+        request
+    };
+    let (status, headers, english) = send(&f.api, confirm(None)).await;
+    assert_problem(status, &headers, &english, 422, "weak_password");
+    assert_eq!(english["reason_codes"], json!(["too_short", "all_digits"]));
+    assert!(
+        english["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Use at least"))
+    );
+    for (language, first_words) in [
+        ("fr-CA,fr;q=0.9,en;q=0.5", "Utilisez au moins"),
+        ("de", "Verwenden Sie mindestens"),
+        ("es-419", "Usa al menos"),
+        ("ja", "Use at least"),
+    ] {
+        let (status, _, problem) = send(&f.api, confirm(Some(language))).await;
+        assert_eq!(status, 422);
+        assert_eq!(
+            problem["reason_codes"], english["reason_codes"],
+            "{language}"
+        );
+        assert_eq!(problem["reasons"].as_array().map(Vec::len), Some(2));
+        assert!(
+            problem["reasons"][0]
+                .as_str()
+                .is_some_and(|r| r.starts_with(first_words)),
+            "{language}: {problem}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@ use super::{NewPassword, email_bucket, ip_bucket, judged};
 use crate::config::Config;
 use crate::domain::{CandidatePassword, EmailLookup, User};
 use crate::hashing::{HashError, PasswordHasher};
+use crate::i18n::Locale;
 use crate::metrics::{self, Metric};
-use crate::policy::PasswordPolicy;
+use crate::policy::{PasswordPolicy, Reason};
 use crate::ports::{
     ChangeOutcome, ChangeUsers, ChangedVia, Clock, Forgive, RateDecision, RateLimit, RateLimiter,
     StoreError,
@@ -35,7 +36,7 @@ pub enum ChangeError {
     #[error("the e-mail address or the current password is wrong")]
     InvalidCredentials,
     #[error("the new password does not meet the policy")]
-    WeakPassword { reasons: Vec<String> },
+    WeakPassword { reasons: Vec<Reason> },
     #[error("too many failed attempts")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
@@ -55,6 +56,8 @@ pub struct ChangeAttempt<'a> {
     /// The `sub` of a JWT the API's authorizer checked, when it has one: the account must
     /// be that user's.
     pub subject: Option<&'a str>,
+    /// The language the notice is written in (unless the account has one of its own).
+    pub locale: Locale,
 }
 
 impl std::fmt::Debug for ChangeAttempt<'_> {
@@ -254,6 +257,7 @@ impl ChangePassword {
             hasher: &self.hasher,
             events: self.events,
             via: ChangedVia::Change,
+            locale: attempt.locale,
         }
         .change(&user, expected, accepted)
         .await?;

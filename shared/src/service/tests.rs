@@ -86,6 +86,7 @@ impl World {
             password_hash: hash,
             active,
             credential_version: 0,
+            locale: None,
         };
         assert_eq!(
             self.store.insert(&user).await.expect("insert"),
@@ -371,6 +372,7 @@ async fn with_events_a_confirm_queues_the_event_beside_the_notice_and_without_no
             changed_at: START,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         };
         let event = OutboxJob::PasswordChangedEvent(crate::ports::PasswordChangedEvent {
             uid: user.uid.clone(),
@@ -692,6 +694,7 @@ fn attempt<'a>(email: &'a str, old: &'a str, new: &'a str) -> ChangeAttempt<'a> 
         new_password: new,
         client_ip: None,
         subject: None,
+        locale: crate::i18n::Locale::En,
     }
 }
 
@@ -788,7 +791,7 @@ async fn a_weak_or_unchanged_new_password_is_refused_with_reasons_and_changes_no
         .await
     {
         Err(ChangeError::WeakPassword { reasons }) => {
-            assert_eq!(reasons, vec![crate::policy::SAME_AS_CURRENT.to_owned()]);
+            assert_eq!(reasons, vec![crate::policy::Reason::SameAsCurrent]);
         }
         other => panic!("expected weak_password, got {other:?}"),
     }
@@ -957,6 +960,7 @@ async fn with_a_checked_jwt_only_the_subjects_own_account_changes() {
         password_hash: Some(hash),
         active: true,
         credential_version: 0,
+        locale: None,
     };
     assert!(keyed.uid.as_str().starts_with('~'));
     w.store.insert(&keyed).await.expect("insert");
@@ -988,4 +992,77 @@ async fn a_malformed_address_is_refused_before_anything_is_counted() {
             .await,
         Err(ChangeError::InvalidCredentials)
     ));
+}
+
+#[tokio::test]
+async fn the_mails_speak_the_language_the_request_asked_for_unless_the_user_has_one() {
+    let w = world();
+    let user = w.add_user("lena@example.org", true).await;
+    w.request
+        .request_in("lena@example.org", None, crate::i18n::Locale::De)
+        .await
+        .expect("accepted");
+    w.drain().await;
+    let reset = w.mailer.sent().last().expect("mailed").mail.clone();
+    assert_eq!(reset.subject, "Ihr Acme-Passwort zurücksetzen");
+    assert!(
+        reset.text.contains("läuft in 1 Stunde ab"),
+        "{}",
+        reset.text
+    );
+
+    // The confirm's notice speaks the confirm's language.
+    let (uid, token) = w.last_link();
+    w.confirm
+        .confirm_in(&uid, &token, STRONG, crate::i18n::Locale::Fr)
+        .await
+        .expect("reset");
+    w.drain().await;
+    let notice = w.mailer.sent().last().expect("mailed").mail.clone();
+    assert!(
+        notice.subject.contains("a été modifié"),
+        "{}",
+        notice.subject
+    );
+
+    // A language stored on the user wins over the request's.
+    let mut stored = w
+        .store
+        .find_by_uid(&user.uid)
+        .await
+        .expect("read")
+        .expect("exists");
+    stored.locale = Some(crate::i18n::Locale::Es);
+    let spanish = User {
+        uid: UserId::generate(),
+        email: EmailAddress::parse("sofia@example.org").expect("valid"),
+        locale: Some(crate::i18n::Locale::Es),
+        ..stored
+    };
+    assert_eq!(
+        w.store.insert(&spanish).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    w.request
+        .request_in("sofia@example.org", None, crate::i18n::Locale::De)
+        .await
+        .expect("accepted");
+    w.drain().await;
+    let mail = w.mailer.sent().last().expect("mailed").mail.clone();
+    assert_eq!(mail.to.as_str(), "sofia@example.org");
+    assert_eq!(mail.subject, "Restablece tu contraseña de Acme");
+}
+
+#[tokio::test]
+async fn a_weak_password_gives_reasons_with_stable_codes() {
+    let w = world();
+    w.add_user("codes@example.org", true).await;
+    let (uid, token) = w.reset_link("codes@example.org").await;
+    let Err(ConfirmError::WeakPassword { reasons }) =
+        w.confirm.confirm(&uid, &token, "12345").await
+    else {
+        panic!("a weak password is refused");
+    };
+    let codes: Vec<&str> = reasons.iter().map(|r| r.code()).collect();
+    assert_eq!(codes, ["too_short", "all_digits"]);
 }

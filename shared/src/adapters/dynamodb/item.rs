@@ -6,7 +6,7 @@
 //!
 //! | table | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|---|
-//! | users (own layout) | user | `USER#<uid>` | `USER` | `uid`, `email` (as stored), `email_key`, `password_hash` (absent: none), `active` (BOOL), `credential_version` |
+//! | users (own layout) | user | `USER#<uid>` | `USER` | `uid`, `email` (as stored), `email_key`, `password_hash` (absent: none), `active` (BOOL), `credential_version`, `locale` (optional tag) |
 //! | users (own layout) | e-mail lookup | `EMAIL#<email_key>` | `EMAIL` | `uid` |
 //! | `TABLE_NAME` | outbox job | `OUTBOX#<random id>` | `OUTBOX` | `job` (the [`OutboxJob`] as JSON), `created_at`, `expires_at`, `delivered_at` (once handled) |
 //! | `TABLE_NAME` | rate counter | `LIMIT#<bucket>#<window index>` | `LIMIT` | `hits`, `expires_at` |
@@ -20,6 +20,7 @@ use rand::RngCore as _;
 use time::OffsetDateTime;
 
 use crate::domain::{EmailAddress, EmailKey, PasswordHash, User, UserId};
+use crate::i18n::Locale;
 use crate::ports::{OutboxJob, StoreError};
 
 /// An item as the SDK reads and writes it.
@@ -61,6 +62,8 @@ const EMAIL_KEY: &str = "email_key";
 pub const PASSWORD_HASH: &str = "password_hash";
 pub const ACTIVE: &str = "active";
 pub const CREDENTIAL_VERSION: &str = "credential_version";
+/// The user's language (a tag: `de`, `fr`); absent: whatever the request asked for.
+pub const LOCALE: &str = "locale";
 
 /// Outbox items outlive every retry of the worker, then expire.
 const OUTBOX_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -138,6 +141,9 @@ pub fn user_item(user: &User) -> Item {
         CREDENTIAL_VERSION.to_owned(),
         version_value(user.credential_version),
     );
+    if let Some(locale) = user.locale {
+        item.insert(LOCALE.to_owned(), string_value(locale.tag()));
+    }
     item
 }
 
@@ -268,12 +274,17 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
             ));
         }
     };
+    let locale = match item.get(LOCALE) {
+        Some(AttributeValue::S(tag)) => Locale::from_tag(tag),
+        _ => None,
+    };
     Ok(User {
         uid,
         email,
         password_hash,
         active,
         credential_version,
+        locale,
     })
 }
 
@@ -302,6 +313,7 @@ mod tests {
             password_hash: Some(PasswordHash::new("$argon2id$v=19$x")),
             active: true,
             credential_version: 0,
+            locale: None,
         };
         let item = user_item(&user);
         assert_eq!(user_from_item(&item).expect("parses"), user);
@@ -332,6 +344,7 @@ mod tests {
             changed_at: 5,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         };
         let item = outbox_item(&job).expect("item");
         assert_eq!(outbox_job_from_item(&item).expect("job"), job);
@@ -360,6 +373,7 @@ mod tests {
                 email_lower: None,
                 requested_at: 5,
                 suppressed: false,
+                locale: None,
             };
             let item = outbox_item(&job).expect("item");
             assert_eq!(outbox_job_from_item(&item).expect("job"), job, "{raw:?}");
@@ -374,6 +388,7 @@ mod tests {
             password_hash: None,
             active: true,
             credential_version: 0,
+            locale: None,
         };
         assert!(!is_outbox_item(&user_item(&user)));
         assert!(!is_outbox_item(&email_lookup_item(&user)));
@@ -388,6 +403,7 @@ mod tests {
             changed_at: 5,
             credential_version: 1,
             via: ChangedVia::Reset,
+            locale: None,
         })
         .expect("item");
         item.insert(

@@ -18,6 +18,7 @@ use super::error::{build_error, map_sdk_error};
 use super::item::{self, Item, string_value};
 use crate::config::{EmailMatch, KeyType, UserMapping, UsersLayout, UsersTable};
 use crate::domain::{EmailAddress, EmailLookup, PasswordHash, User, UserId};
+use crate::i18n::Locale;
 use crate::ports::{PasswordChange, StoreError};
 
 /// More matches than this for one address are not mailed (and logged): a table where
@@ -325,6 +326,9 @@ impl Users {
                 version.clone(),
                 AttributeValue::N(user.credential_version.to_string()),
             );
+        }
+        if let (Some(attribute), Some(locale)) = (&mapping.locale_attribute, user.locale) {
+            item.insert(attribute.clone(), string_value(locale.tag()));
         }
         Ok(item)
     }
@@ -663,12 +667,18 @@ fn mapped_user(mapping: &UserMapping, found: &Item) -> Result<User, &'static str
             .map_err(|_| "credential version is not a whole number")?,
         Some(Some(_)) => return Err("credential version is not a number"),
     };
+    // A language pwreset does not ship (or no readable tag) is no fault: English.
+    let locale = match mapping.locale_attribute.as_ref().map(|a| found.get(a)) {
+        Some(Some(AttributeValue::S(tag))) => Locale::from_tag(tag),
+        _ => None,
+    };
     Ok(User {
         uid,
         email,
         password_hash,
         active,
         credential_version,
+        locale,
     })
 }
 
@@ -687,6 +697,7 @@ mod tests {
             hash_attribute: "password".into(),
             active_attribute: Some("is_active".into()),
             credential_version_attribute: Some("session_version".into()),
+            locale_attribute: Some("language".into()),
         }
     }
 
