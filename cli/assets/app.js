@@ -9,9 +9,55 @@
 //   pwreset-signin      where "Sign in" points after a successful reset (default "/").
 //   pwreset-min-length  minimum length shown while typing (default 12); keep it equal to
 //                       the API's PASSWORD_MIN_LENGTH. The API has the last word.
+//
+// Words: every text comes from assets/i18n.json (English, German, French, Spanish).
+// `pwreset serve` writes the page in the language the request's Accept-Language asks for
+// and puts that language's words in a JSON data block (#pwreset-i18n); a static copy of the
+// pages has no data block, so this script fetches i18n.json from beside itself, picks the
+// browser's language and writes the page's texts itself. The API's `reasons` come back in
+// the same language (the browser sends its Accept-Language with every call).
 "use strict";
 
-(function () {
+(async function () {
+  const SCRIPT_URL = document.currentScript ? document.currentScript.src : "/assets/app.js";
+  const LANGUAGES = ["en", "de", "fr", "es"];
+
+  // The words of this page's language: from the data block the server wrote, or else from
+  // i18n.json (and then the page's own texts are replaced here).
+  async function loadWords() {
+    const block = document.getElementById("pwreset-i18n");
+    if (block) {
+      try { return JSON.parse(block.textContent); } catch (_) { return {}; }
+    }
+    let all = {};
+    try {
+      const response = await fetch(new URL("i18n.json", SCRIPT_URL), { credentials: "omit", cache: "no-store" });
+      all = await response.json();
+    } catch (_) {
+      return {};
+    }
+    const wanted = (navigator.languages || [navigator.language || "en"])
+      .map((tag) => String(tag).toLowerCase().split(/[-_]/)[0]);
+    const lang = wanted.find((tag) => LANGUAGES.includes(tag) && all[tag]) || "en";
+    const words = all[lang] || {};
+    document.documentElement.lang = lang;
+    for (const el of document.querySelectorAll("[data-i18n]")) {
+      const text = words[el.dataset.i18n];
+      if (typeof text === "string") el.textContent = text;
+    }
+    return words;
+  }
+
+  const WORDS = await loadWords();
+  // The text for `key`, with {name} replaced from `values`.
+  function t(key, values) {
+    let text = typeof WORDS[key] === "string" ? WORDS[key] : key;
+    for (const [name, value] of Object.entries(values || {})) {
+      text = text.split("{" + name + "}").join(String(value));
+    }
+    return text;
+  }
+
   function meta(name) {
     const el = document.querySelector('meta[name="' + name + '"]');
     return el ? (el.getAttribute("content") || "").trim() : "";
@@ -21,8 +67,8 @@
   const SIGNIN = meta("pwreset-signin") || "/";
   const MIN_LENGTH = parseInt(meta("pwreset-min-length"), 10) || 12;
 
-  const OFFLINE = "We could not reach the server. Check your connection and try again.";
-  const GENERIC = "Something went wrong on our side. Please try again in a few minutes.";
+  const OFFLINE = t("js.offline");
+  const GENERIC = t("js.generic");
 
   const $ = (id) => document.getElementById(id);
 
@@ -59,19 +105,19 @@
     } else if (value) {
       seconds = Math.ceil((Date.parse(value) - Date.now()) / 1000);
     }
-    if (!Number.isFinite(seconds) || seconds < 0) return "in a little while";
-    if (seconds <= 1) return "in 1 second";
-    if (seconds < 120) return "in " + seconds + " seconds";
-    return "in " + Math.ceil(seconds / 60) + " minutes";
+    if (!Number.isFinite(seconds) || seconds < 0) return t("js.retry.later");
+    if (seconds <= 1) return t("js.retry.second");
+    if (seconds < 120) return t("js.retry.seconds", { n: seconds });
+    return t("js.retry.minutes", { n: Math.ceil(seconds / 60) });
   }
 
   function serviceProblem(result) {
     if (result.status === 0) return OFFLINE;
     if (result.status === 429) {
-      return "Too many requests from your network. Please try again " + retryInWords(result.retryAfter) + ".";
+      return t("js.limited", { when: retryInWords(result.retryAfter) });
     }
     if (result.status === 503) {
-      return "The service is busy or briefly unavailable. Please try again " + retryInWords(result.retryAfter) + ".";
+      return t("js.unavailable", { when: retryInWords(result.retryAfter) });
     }
     return GENERIC;
   }
@@ -113,7 +159,9 @@
   }
 
   // The "send me a link" form, on `/` and inline on `/reset` when a link cannot be used.
-  function requestForm(ids, onSent) {
+  // `returnTo` (from this page's own address) goes with the request; the API accepts it
+  // only from its allow-list, and the link it mails carries it.
+  function requestForm(ids, onSent, returnTo) {
     const form = $(ids.form);
     const input = $(ids.input);
     const error = $(ids.error);
@@ -126,15 +174,16 @@
         hide(problemEl);
         const email = input.value.trim();
         if (!email) {
-          fieldError(input, error, "Enter your e-mail address.");
+          fieldError(input, error, t("js.email.missing"));
           return;
         }
-        const result = await post("/password-reset", { email });
+        const result = await post("/password-reset", returnTo ? { email, return_to: returnTo } : { email });
         if (result.status === 202) {
           onSent(email);
+        } else if (result.body.code === "invalid_return_to") {
+          problem(problemEl, t("js.return_to.invalid"));
         } else if (result.status === 400 || result.status === 413 || result.status === 415) {
-          fieldError(input, error, result.body.detail || result.body.title
-            || "Enter an e-mail address like name@example.com.");
+          fieldError(input, error, t("js.email.invalid"));
         } else {
           problem(problemEl, serviceProblem(result));
         }
@@ -150,9 +199,11 @@
       (email) => {
         hide($("request-section"));
         $("request-done-address").textContent = email;
-        document.title = "Check your e-mail";
+        document.title = t("done.title");
         focus(show($("request-done")));
       },
+      // An app links here as `/?return_to=<its sign-in page>`.
+      new URLSearchParams(window.location.search).get("return_to") || "",
     );
   }
 
@@ -163,6 +214,10 @@
     const params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
     let uid = params.get("uid") || "";
     let token = params.get("token") || "";
+    // Where "Sign in" goes after success: the return_to the link carries (the API accepted
+    // it from its RESET_RETURN_URLS allow-list when the link was asked for; only a valid
+    // token gets this far), else the page's own setting.
+    const returnTo = /^https?:\/\//.test(params.get("return_to") || "") ? params.get("return_to") : "";
     if (window.location.hash) {
       history.replaceState(null, "", window.location.pathname + window.location.search);
     }
@@ -182,18 +237,9 @@
     for (const el of document.querySelectorAll(".min-length")) el.textContent = String(MIN_LENGTH);
 
     const LINK_PROBLEMS = {
-      expired_token: [
-        "This link has expired",
-        "Reset links work for a limited time, and this one ran out. Ask for a new link below; it goes to the same address.",
-      ],
-      invalid_token: [
-        "This link can't be used",
-        "It has already been used, the password was changed after it was sent, or it was not copied completely. Ask for a new link below.",
-      ],
-      missing: [
-        "This page needs the link from your e-mail",
-        "Open the link in the reset e-mail again (all of it), or ask for a new link below.",
-      ],
+      expired_token: [t("js.link.expired.title"), t("js.link.expired.text")],
+      invalid_token: [t("js.link.invalid.title"), t("js.link.invalid.text")],
+      missing: [t("js.link.missing.title"), t("js.link.missing.text")],
     };
 
     function linkProblem(code) {
@@ -206,7 +252,7 @@
       $("link-problem-title").textContent = title;
       $("link-problem-text").textContent = text;
       $("link-problem").dataset.code = code;
-      $("page-title").textContent = "Reset your password";
+      $("page-title").textContent = t("js.reset.heading");
       document.title = title;
       show($("link-problem"));
       focus($("link-problem-title"));
@@ -217,9 +263,10 @@
       (email) => {
         hide($("resend-form"));
         $("resend-done-address").textContent = email;
-        document.title = "Check your e-mail";
+        document.title = t("done.title");
         focus(show($("resend-done")));
       },
+      returnTo,
     );
 
     async function verify() {
@@ -227,6 +274,8 @@
       show($("checking"));
       const result = await post("/password-reset/verify", { uid, token });
       if (result.status === 200 && result.body.valid === true) {
+        // For password managers: the account the new password belongs to.
+        $("reset-username").value = typeof result.body.email === "string" ? result.body.email : "";
         hide($("checking"));
         show(form);
         input.focus();
@@ -235,7 +284,7 @@
       } else {
         hide($("checking"));
         show($("verify-failed"));
-        problem($("verify-failed-text"), "We could not check your link. " + serviceProblem(result));
+        problem($("verify-failed-text"), t("js.verify.failed") + " " + serviceProblem(result));
       }
     }
     $("verify-retry").addEventListener("click", verify);
@@ -249,17 +298,16 @@
       const n = characters();
       const state = n === 0 ? "empty" : n < MIN_LENGTH ? "short" : "ok";
       if (state === "ok") {
-        length.textContent = n + " characters: long enough";
+        length.textContent = t("js.length.ok", { n });
       } else if (state === "short") {
-        const missing = MIN_LENGTH - n;
-        length.textContent = n + " of " + MIN_LENGTH + " characters: " + missing + " more needed";
+        length.textContent = t("js.length.short", { n, min: MIN_LENGTH, missing: MIN_LENGTH - n });
       } else {
-        length.textContent = "0 of " + MIN_LENGTH + " characters";
+        length.textContent = t("js.length.empty", { min: MIN_LENGTH });
       }
       length.dataset.state = state;
       if (state !== lengthState) {
-        if (state === "ok") lengthLive.textContent = "Long enough.";
-        else if (lengthState === "ok") lengthLive.textContent = "Too short: at least " + MIN_LENGTH + " characters.";
+        if (state === "ok") lengthLive.textContent = t("js.length.live.ok");
+        else if (lengthState === "ok") lengthLive.textContent = t("js.length.live.short", { min: MIN_LENGTH });
         lengthState = state;
       }
     }
@@ -289,9 +337,7 @@
         hide($("confirm-problem"));
         const n = characters();
         if (n < MIN_LENGTH) {
-          passwordProblems("This password is too short:", [
-            "Use at least " + MIN_LENGTH + " characters (it has " + n + ").",
-          ]);
+          passwordProblems(t("js.short.title"), [t("js.short.reason", { min: MIN_LENGTH, n })]);
           return;
         }
         const result = await post("/password-reset/confirm", { uid, token, new_password: input.value });
@@ -300,15 +346,15 @@
           token = "";
           input.value = "";
           hide(form);
-          $("signin-link").href = SIGNIN;
-          $("page-title").textContent = "Reset your password";
-          document.title = "Password changed";
+          $("signin-link").href = returnTo || SIGNIN;
+          $("page-title").textContent = t("js.reset.heading");
+          document.title = t("js.changed.title");
           focus(show($("reset-done")));
         } else if (result.status === 422) {
           const list = Array.isArray(result.body.reasons) && result.body.reasons.length
             ? result.body.reasons.map(String)
-            : [result.body.detail || "Choose a longer, less common password."];
-          passwordProblems("Choose a different password:", list);
+            : [result.body.detail || t("js.weak.fallback")];
+          passwordProblems(t("password.error.title"), list);
         } else if (result.body.code === "invalid_token" || result.body.code === "expired_token") {
           linkProblem(result.body.code);
         } else {
@@ -344,11 +390,11 @@
         for (const [input, error] of fields) clearFieldError(input, error);
         hide(problemEl);
         if (!email.value.trim()) {
-          fieldError(email, $("change-email-error"), "Enter your e-mail address.");
+          fieldError(email, $("change-email-error"), t("js.email.missing"));
           return;
         }
         if (!current.value) {
-          fieldError(current, $("current-password-error"), "Enter your current password.");
+          fieldError(current, $("current-password-error"), t("js.current.missing"));
           return;
         }
         const result = await post("/password-change", {
@@ -360,16 +406,15 @@
           current.value = "";
           fresh.value = "";
           hide(form);
-          document.title = "Password changed";
+          document.title = t("js.changed.title");
           focus(show($("change-done")));
         } else if (result.status === 401) {
           current.value = "";
-          fieldError(current, $("current-password-error"),
-            "The e-mail address or the current password is not right. Check both and try again.");
+          fieldError(current, $("current-password-error"), t("js.credentials"));
         } else if (result.status === 422) {
           const list = Array.isArray(result.body.reasons) && result.body.reasons.length
             ? result.body.reasons.map(String)
-            : [result.body.detail || "Choose a longer, less common password."];
+            : [result.body.detail || t("js.weak.fallback")];
           const reasons = $("changed-password-reasons");
           reasons.replaceChildren();
           for (const reason of list) {
@@ -379,10 +424,9 @@
           }
           fieldError(fresh, $("changed-password-error"));
         } else if (result.status === 400) {
-          fieldError(email, $("change-email-error"), result.body.detail || result.body.title
-            || "Enter an e-mail address like name@example.com.");
+          fieldError(email, $("change-email-error"), t("js.email.invalid"));
         } else if (result.status === 429) {
-          problem(problemEl, "Too many attempts. Please try again " + retryInWords(result.retryAfter) + ".");
+          problem(problemEl, t("js.change.limited", { when: retryInWords(result.retryAfter) }));
         } else {
           problem(problemEl, serviceProblem(result));
         }

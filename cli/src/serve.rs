@@ -199,7 +199,8 @@ fn memory(config: &Config) -> Wiring {
     let clock = Arc::new(SystemClock);
     let hasher = PasswordHasher::owasp().writing(config.hash_format);
     let limiter = Arc::new(MemoryRateLimiter::new());
-    let request = RequestReset::new(store.clone(), limiter.clone(), clock.clone(), config.limits);
+    let request = RequestReset::new(store.clone(), limiter.clone(), clock.clone(), config.limits)
+        .allowing_return_to(config.return_urls.clone());
     // No event bus in memory: EVENT_BUS_NAME takes effect with --backend aws only.
     let confirm = ConfirmReset::configured(config, store.clone(), clock.clone(), hasher.clone());
     let change = ChangePassword::configured(
@@ -283,7 +284,8 @@ async fn aws(config: &Config, mail: MailOutput) -> anyhow::Result<Wiring> {
         store.clone(),
     ));
     Ok(Wiring {
-        request: RequestReset::new(store.clone(), store.clone(), clock, config.limits),
+        request: RequestReset::new(store.clone(), store.clone(), clock, config.limits)
+            .allowing_return_to(config.return_urls.clone()),
         confirm,
         change,
         dev: DevState {

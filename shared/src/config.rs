@@ -97,6 +97,31 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
     Ok(origins)
 }
 
+/// Comma-separated absolute `http(s)://` URLs, each with a host, no whitespace, quotes or
+/// angle brackets (they end up in a link and an `href`).
+fn parse_return_urls(raw: &str) -> Result<Vec<String>, String> {
+    let mut urls = Vec::new();
+    for url in raw.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        let valid = rest.is_some_and(|rest| {
+            !rest.is_empty()
+                && !rest.starts_with(['/', '?', '#'])
+                && !url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "\"'<>`\\".contains(c))
+        });
+        if !valid {
+            return Err(format!(
+                "expected comma-separated absolute URLs such as https://app.example.com/signin, got {url:?}"
+            ));
+        }
+        urls.push(url.to_owned());
+    }
+    Ok(urls)
+}
+
 fn error(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
@@ -126,6 +151,9 @@ pub struct Config {
     /// `CORS_ALLOW_ORIGINS`: origins (`scheme://host[:port]`) a browser may call the API
     /// from; the dev server answers their preflights. Empty: no CORS headers at all.
     pub cors_allow_origins: Vec<String>,
+    /// `RESET_RETURN_URLS`: the only `return_to` values `POST /password-reset` accepts
+    /// (compared exactly). Empty: none.
+    pub return_urls: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -142,6 +170,7 @@ impl fmt::Debug for Config {
             .field("hash_format", &self.hash_format)
             .field("event_bus", &self.event_bus)
             .field("cors_allow_origins", &self.cors_allow_origins)
+            .field("return_urls", &self.return_urls)
             .finish()
     }
 }
@@ -312,6 +341,13 @@ impl Config {
             None => Vec::new(),
         };
 
+        let return_urls = match get("RESET_RETURN_URLS") {
+            Some(raw) => {
+                parse_return_urls(&raw).map_err(|problem| error("RESET_RETURN_URLS", problem))?
+            }
+            None => Vec::new(),
+        };
+
         Ok(Self {
             token_lifetime_secs,
             link_template,
@@ -325,6 +361,7 @@ impl Config {
             hash_format,
             event_bus,
             cors_allow_origins,
+            return_urls,
         })
     }
 }
@@ -781,6 +818,12 @@ mod tests {
             ("CORS_ALLOW_ORIGINS", "*"),
             ("CORS_ALLOW_ORIGINS", "https://app.example.com/"),
             ("CORS_ALLOW_ORIGINS", "app.example.com"),
+            ("RESET_RETURN_URLS", "/signin"),
+            (
+                "RESET_RETURN_URLS",
+                "https://app.example.com/ok,javascript:alert(1)",
+            ),
+            ("RESET_RETURN_URLS", "https://app.example.com/\"><script>"),
             ("CHANGE_LIMIT_PER_IP", "0/1m"),
             ("RESET_LINK_TEMPLATE", "https://a.example/{uid}"),
             ("TOKEN_KEYS", "c2hvcnQ="),

@@ -42,14 +42,57 @@ impl LinkTemplate {
 
     /// uid and token are URL-safe by construction, so they go in as they are.
     pub fn render(&self, uid: &UserId, token: &ResetToken) -> String {
-        self.0
+        self.render_returning(uid, token, None)
+    }
+
+    /// The link, carrying `return_to` (percent-encoded) where the template says
+    /// (`{return_to}`), else as a last `return_to=` parameter of the fragment (or of the
+    /// query when the template has no fragment), which the reference page reads.
+    pub fn render_returning(
+        &self,
+        uid: &UserId,
+        token: &ResetToken,
+        return_to: Option<&str>,
+    ) -> String {
+        let link = self
+            .0
             .replace("{uid}", uid.as_str())
-            .replace("{token}", token.as_str())
+            .replace("{token}", token.as_str());
+        let encoded = return_to.map(percent_encode).unwrap_or_default();
+        if link.contains("{return_to}") {
+            return link.replace("{return_to}", &encoded);
+        }
+        match return_to {
+            None => link,
+            Some(_) => {
+                let separator = match (link.find('#'), link.find('?')) {
+                    (Some(hash), _) if link.len() > hash + 1 => "&",
+                    (Some(_), _) => "",
+                    (None, Some(_)) => "&",
+                    (None, None) => "?",
+                };
+                format!("{link}{separator}return_to={encoded}")
+            }
+        }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Everything but RFC 3986's unreserved characters as `%XX`, so a URL fits in one
+/// parameter of another.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// "1 hour", "90 minutes", "2 days", "45 seconds" (English; see
@@ -438,7 +481,7 @@ impl MailComposer {
 
     /// The reset link in English: [`Self::reset_link_in`].
     pub fn reset_link(&self, to: &EmailAddress, uid: &UserId, token: &ResetToken) -> OutgoingMail {
-        self.reset_link_in(Locale::En, to, uid, token)
+        self.reset_link_in(Locale::En, to, uid, token, None)
     }
 
     /// The reset link in `locale`: subject, a plain-text part that reads well on its own
@@ -451,8 +494,9 @@ impl MailComposer {
         to: &EmailAddress,
         uid: &UserId,
         token: &ResetToken,
+        return_to: Option<&str>,
     ) -> OutgoingMail {
-        let link = self.links.render(uid, token);
+        let link = self.links.render_returning(uid, token, return_to);
         let product = self.product.as_str();
         let lifetime = duration_in_words(locale, self.lifetime_secs);
         let words = reset_words(locale, product, to.as_str(), &lifetime);
@@ -559,6 +603,52 @@ mod tests {
         assert_eq!(lifetime_in_words(60), "1 minute");
         assert_eq!(lifetime_in_words(90), "90 seconds");
         assert_eq!(lifetime_in_words(86_400), "1 day");
+    }
+
+    #[test]
+    fn a_return_url_rides_in_the_link_encoded_where_the_template_says() {
+        let uid = UserId::parse("u1").expect("valid");
+        let to = EmailAddress::parse("a@b.org").expect("valid");
+        let token = token(&uid, &to);
+        let back = "https://app.example/signin?next=/home&x=1#top";
+        let encoded = "https%3A%2F%2Fapp.example%2Fsignin%3Fnext%3D%2Fhome%26x%3D1%23top";
+        let cases = [
+            (
+                "https://a.example/reset#uid={uid}&token={token}",
+                format!(
+                    "https://a.example/reset#uid=u1&token={}&return_to={encoded}",
+                    token.as_str()
+                ),
+            ),
+            (
+                "https://a.example/reset?uid={uid}&token={token}",
+                format!(
+                    "https://a.example/reset?uid=u1&token={}&return_to={encoded}",
+                    token.as_str()
+                ),
+            ),
+            (
+                "https://a.example/reset/{uid}/{token}",
+                format!(
+                    "https://a.example/reset/u1/{}?return_to={encoded}",
+                    token.as_str()
+                ),
+            ),
+            (
+                "https://a.example/r#{uid}.{token}.{return_to}",
+                format!("https://a.example/r#u1.{}.{encoded}", token.as_str()),
+            ),
+        ];
+        for (template, want) in cases {
+            let links = LinkTemplate::parse(template).expect("valid");
+            assert_eq!(links.render_returning(&uid, &token, Some(back)), want);
+        }
+        let plain =
+            LinkTemplate::parse("https://a.example/r#{uid}.{token}.{return_to}").expect("valid");
+        assert_eq!(
+            plain.render_returning(&uid, &token, None),
+            format!("https://a.example/r#u1.{}.", token.as_str())
+        );
     }
 
     #[test]
@@ -715,7 +805,7 @@ mod tests {
         ];
         let mut subjects = std::collections::BTreeSet::new();
         for (locale, lifetime, subject, changed) in cases {
-            let mail = composer.reset_link_in(locale, &to, &uid, &token);
+            let mail = composer.reset_link_in(locale, &to, &uid, &token, None);
             assert_eq!(mail.subject, subject);
             assert!(mail.text.contains(lifetime), "{locale}: {}", mail.text);
             assert!(mail.text.lines().any(|line| line == link), "{locale}");
@@ -748,9 +838,9 @@ mod tests {
             LinkTemplate::parse("https://a.example/#{uid}.{token}").expect("valid"),
             7200,
         );
-        let de = longer.reset_link_in(Locale::De, &to, &uid, &token);
+        let de = longer.reset_link_in(Locale::De, &to, &uid, &token, None);
         assert!(de.text.contains("läuft in 2 Stunden ab"), "{}", de.text);
-        let fr = longer.reset_link_in(Locale::Fr, &to, &uid, &token);
+        let fr = longer.reset_link_in(Locale::Fr, &to, &uid, &token, None);
         assert!(fr.text.contains("expire dans 2 heures"), "{}", fr.text);
     }
 

@@ -44,6 +44,10 @@ pub enum OutboxJob {
         /// The language the request asked for (`Accept-Language`); absent: English.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         locale: Option<Locale>,
+        /// One of `RESET_RETURN_URLS`, checked when the request came in: the link carries
+        /// it, and the page sends the user there after the reset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        return_to: Option<String>,
     },
     /// A reset or a change landed: tell the owner. `credential_version` is the one the change wrote
     /// (0 on items queued before versions were kept).
@@ -98,6 +102,7 @@ impl OutboxJob {
                 email_lower,
                 requested_at,
                 suppressed,
+                return_to,
                 ..
             } => Self::ResetRequested {
                 email_key,
@@ -105,6 +110,7 @@ impl OutboxJob {
                 requested_at,
                 suppressed,
                 locale: (locale != Locale::En).then_some(locale),
+                return_to,
             },
             Self::PasswordChanged {
                 uid,
@@ -123,6 +129,28 @@ impl OutboxJob {
         }
     }
 
+    /// The same reset request, its link to carry `return_to` (already allow-listed).
+    pub fn returning_to(self, return_to: Option<String>) -> Self {
+        match self {
+            Self::ResetRequested {
+                email_key,
+                email_lower,
+                requested_at,
+                suppressed,
+                locale,
+                ..
+            } => Self::ResetRequested {
+                email_key,
+                email_lower,
+                requested_at,
+                suppressed,
+                locale,
+                return_to,
+            },
+            other => other,
+        }
+    }
+
     /// The job for a reset request looked up by `lookup`.
     pub fn reset_requested(lookup: EmailLookup, requested_at: i64, suppressed: bool) -> Self {
         let email_lower = (lookup.lower.as_str() != lookup.key.as_str()).then_some(lookup.lower);
@@ -132,6 +160,7 @@ impl OutboxJob {
             requested_at,
             suppressed,
             locale: None,
+            return_to: None,
         }
     }
 }
@@ -518,6 +547,7 @@ mod tests {
             requested_at: 7,
             suppressed: false,
             locale: None,
+            return_to: None,
         };
         let json = serde_json::to_string(&job).expect("json");
         assert_eq!(
@@ -534,6 +564,7 @@ mod tests {
             requested_at: 7,
             suppressed: true,
             locale: None,
+            return_to: None,
         };
         let json = serde_json::to_string(&suppressed).expect("json");
         assert_eq!(

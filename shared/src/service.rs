@@ -44,10 +44,24 @@ pub struct Limits {
 pub enum RequestError {
     #[error("the e-mail address is malformed")]
     InvalidEmail,
+    /// `return_to` is not one of `RESET_RETURN_URLS`.
+    #[error("return_to is not an allowed URL")]
+    InvalidReturnTo,
     #[error("too many requests from this client")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One `POST /password-reset`.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetAsk<'a> {
+    pub email: &'a str,
+    pub client_ip: Option<IpAddr>,
+    /// The language of the mail (`Accept-Language`).
+    pub locale: Locale,
+    /// Where the page sends the user after a reset: one of `RESET_RETURN_URLS`.
+    pub return_to: Option<&'a str>,
 }
 
 /// `POST /password-reset`.
@@ -56,6 +70,8 @@ pub struct RequestReset {
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// `RESET_RETURN_URLS`: the only `return_to` values accepted.
+    return_urls: Vec<String>,
     /// Set by the first request without a source address while a per-IP limit is on (it is
     /// warned about once).
     warned_no_source_ip: AtomicBool,
@@ -105,29 +121,57 @@ impl RequestReset {
             limiter,
             clock,
             limits,
+            return_urls: Vec::new(),
             warned_no_source_ip: AtomicBool::new(false),
         }
     }
 
-    /// [`Self::request_in`] English.
+    /// Accepts these `return_to` URLs (`RESET_RETURN_URLS`), compared exactly.
+    pub fn allowing_return_to(self, urls: Vec<String>) -> Self {
+        Self {
+            return_urls: urls,
+            ..self
+        }
+    }
+
+    /// A request in English without `return_to`: [`Self::ask`].
     pub async fn request(
         &self,
         raw_email: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<(), RequestError> {
-        self.request_in(raw_email, client_ip, Locale::En).await
+        self.ask(ResetAsk {
+            email: raw_email,
+            client_ip,
+            locale: Locale::En,
+            return_to: None,
+        })
+        .await
     }
 
     /// Never looks the account up: the request path does the same work for every address.
-    /// The mail will speak `locale` (unless the account has a language of its own).
-    pub async fn request_in(
-        &self,
-        raw_email: &str,
-        client_ip: Option<IpAddr>,
-        locale: Locale,
-    ) -> Result<(), RequestError> {
+    /// The mail will speak the ask's language (unless the account has one of its own), and
+    /// its link carries `return_to` when the allow-list has it.
+    pub async fn ask(&self, ask: ResetAsk<'_>) -> Result<(), RequestError> {
+        let ResetAsk {
+            email: raw_email,
+            client_ip,
+            locale,
+            return_to,
+        } = ask;
         let lookup =
             EmailLookup::from_request(raw_email).map_err(|_| RequestError::InvalidEmail)?;
+        // Exactly one of the configured URLs, or nothing: never an open redirect.
+        let return_to = match return_to {
+            None => None,
+            Some(url) => Some(
+                self.return_urls
+                    .iter()
+                    .find(|allowed| allowed.as_str() == url)
+                    .cloned()
+                    .ok_or(RequestError::InvalidReturnTo)?,
+            ),
+        };
         let now = self.clock.unix_now();
         if let Some(limit) = &self.limits.per_ip {
             if client_ip.is_none() && !self.warned_no_source_ip.swap(true, Ordering::Relaxed) {
@@ -163,7 +207,11 @@ impl RequestReset {
             }
         }
         self.outbox
-            .enqueue(OutboxJob::reset_requested(lookup, now, suppressed).in_locale(locale))
+            .enqueue(
+                OutboxJob::reset_requested(lookup, now, suppressed)
+                    .in_locale(locale)
+                    .returning_to(return_to),
+            )
             .await?;
         metrics::count(if suppressed {
             Metric::ResetRequestSuppressed
@@ -304,6 +352,7 @@ impl SendResetEmail {
                 email_key,
                 email_lower,
                 locale,
+                return_to,
                 ..
             } => {
                 let lookup = reset_lookup(email_key, email_lower.as_ref());
@@ -324,9 +373,13 @@ impl SendResetEmail {
                     );
                     // To the stored address, never to what was typed in the request.
                     let locale = user.locale.or(*locale).unwrap_or_default();
-                    let mail = self
-                        .composer
-                        .reset_link_in(locale, &user.email, &user.uid, &token);
+                    let mail = self.composer.reset_link_in(
+                        locale,
+                        &user.email,
+                        &user.uid,
+                        &token,
+                        return_to.as_deref(),
+                    );
                     self.mailer.send(&mail).await?;
                     metrics::count(Metric::MailSent);
                     tracing::info!(event = "mail_sent", kind = "reset_link");

@@ -485,6 +485,7 @@ async fn enqueued_jobs_reach_the_table_stream() {
         requested_at: 1_700_000_000,
         suppressed: false,
         locale: None,
+        return_to: None,
     };
     store.enqueue(job.clone()).await.expect("enqueue");
 
@@ -693,6 +694,7 @@ async fn an_unreachable_endpoint_is_unavailable_promptly() {
             requested_at: 1,
             suppressed: false,
             locale: None,
+            return_to: None,
         })
         .await;
     assert!(
@@ -762,6 +764,7 @@ async fn create_table_tolerates_a_dynamodb_without_ttl() {
             requested_at: 1,
             suppressed: false,
             locale: None,
+            return_to: None,
         })
         .await
         .expect("enqueue");

@@ -368,12 +368,147 @@ async function main() {
     await page.fill("#email", bad);
     await page.click("#request-submit");
     await visible(page, "#email-error");
-    assert.equal(await text(page, "#email-error"), expected.json.detail);
+    // The page's own words (in the reader's language), not the API's English detail.
+    assert.equal(await text(page, "#email-error"), "Enter an e-mail address like name@example.com.");
     assert.equal(await page.getAttribute("#email", "aria-invalid"), "true");
     assert.ok((await describedBy(page, "#email")).includes("email-error"));
     assert.equal(await focusedId(page), "email");
     assert.equal(await page.inputValue("#email"), bad, "the typed address is kept");
     await shot(page, "09-request-invalid-email");
+  });
+
+  // Each language end to end: the pages (written by the server from Accept-Language),
+  // the mail the request leads to, and the API's reasons, all in that language.
+  const LANGUAGES = {
+    de: {
+      title: "Passwort vergessen?", done: "zu einem Konto gehört", subject: "Ihr pwreset-Passwort zurücksetzen",
+      expires: "läuft in 1 Stunde ab", resetTitle: "Neues Passwort wählen", reason: "Dieses Passwort ist zu leicht zu erraten",
+      changed: "Ihr Passwort wurde geändert", notice: "Ihr pwreset-Passwort wurde geändert",
+    },
+    fr: {
+      title: "Mot de passe oublié ?", done: "correspond à un compte", subject: "Réinitialisez votre mot de passe pwreset",
+      expires: "expire dans 1 heure", resetTitle: "Choisissez un nouveau mot de passe", reason: "Ce mot de passe est trop facile à deviner",
+      changed: "Votre mot de passe a été modifié", notice: "Le mot de passe de votre compte pwreset a été modifié",
+    },
+    es: {
+      title: "¿Has olvidado tu contraseña?", done: "corresponde a una cuenta", subject: "Restablece tu contraseña de pwreset",
+      expires: "caduca en 1 hora", resetTitle: "Elige una contraseña nueva", reason: "Esta contraseña es demasiado fácil de adivinar",
+      changed: "Se ha cambiado tu contraseña", notice: "Se ha cambiado tu contraseña de pwreset",
+    },
+  };
+  for (const [lang, words] of Object.entries(LANGUAGES)) {
+    await check(`${lang}: pages, both mails and the reasons in the language asked for`, async () => {
+      const user = `browser.${lang}@example.org`;
+      assert.equal((await api(server, "POST", "/_dev/users", { email: user, password: oldPassword })).status, 201);
+      const tab = await context.newPage();
+      try {
+        await tab.setExtraHTTPHeaders({ "Accept-Language": `${lang};q=0.9,en;q=0.5` });
+        await tab.goto(server.base + "/");
+        await visible(tab, "#request-form");
+        assert.equal(await tab.title(), words.title);
+        assert.equal(await tab.getAttribute("html", "lang"), lang);
+        await tab.fill("#email", user);
+        await tab.click("#request-submit");
+        await visible(tab, "#request-done");
+        assert.ok((await text(tab, "#request-done")).includes(words.done), await text(tab, "#request-done"));
+        await tab.screenshot({ path: path.join(SHOTS, `lang-${lang}-1-request-sent.png`), fullPage: true });
+        shots.push(`lang-${lang}-1-request-sent.png`);
+        const [mail] = await waitForMail(server, (m) => m.to === user, `in ${lang}`);
+        assert.equal(mail.subject, words.subject);
+        assert.ok(mail.text.includes(words.expires), mail.text);
+        assert.ok(mail.html.includes(`<html lang="${lang}">`));
+        await tab.goto(linkIn(mail.text));
+        await visible(tab, "#confirm-form");
+        assert.equal(await text(tab, "#page-title"), words.resetTitle);
+        assert.equal(await tab.inputValue("#reset-username"), user, "the hidden username field holds the account's address");
+        await tab.fill("#new-password", weak);
+        await tab.click("#confirm-submit");
+        await tab.waitForFunction(() => document.querySelectorAll("#password-reasons li").length > 0);
+        const reasons = await tab.locator("#password-reasons li").allTextContents();
+        assert.ok(reasons[0].startsWith(words.reason), JSON.stringify(reasons));
+        await tab.screenshot({ path: path.join(SHOTS, `lang-${lang}-2-weak-password.png`), fullPage: true });
+        shots.push(`lang-${lang}-2-weak-password.png`);
+        await tab.fill("#new-password", `${strong} ${lang}`);
+        await tab.click("#confirm-submit");
+        await visible(tab, "#reset-done");
+        assert.ok((await text(tab, "#reset-done")).includes(words.changed));
+        const [notice] = await waitForMail(server, (m) => m.to === user && m.subject === words.notice, `the ${lang} notice`);
+        assert.ok(!/https?:\/\//.test(notice.text));
+      } finally {
+        await tab.close();
+      }
+    });
+  }
+
+  await check("a static copy of the pages speaks the browser's language (app.js with i18n.json)", async () => {
+    // The page exactly as it is in cli/assets (no data block from the server), in a browser
+    // whose languages are French: app.js fetches i18n.json beside itself and writes the texts.
+    const { readFileSync } = await import("node:fs");
+    const raw = readFileSync(path.join(root, "cli", "assets", "index.html"), "utf8");
+    assert.ok(!raw.includes("pwreset-i18n"));
+    const tab = await context.newPage();
+    try {
+      await tab.addInitScript(() => {
+        Object.defineProperty(navigator, "languages", { get: () => ["fr-FR", "fr", "en"] });
+      });
+      await tab.route(server.base + "/static-copy", (route) => route.fulfill({
+        status: 200,
+        contentType: "text/html; charset=utf-8",
+        headers: { "content-security-policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'" },
+        body: raw,
+      }));
+      await tab.goto(server.base + "/static-copy");
+      await tab.waitForFunction(() => document.documentElement.lang === "fr");
+      assert.equal(await tab.title(), "Mot de passe oublié ?");
+      assert.equal(await text(tab, "label[for=email]"), "Adresse e-mail");
+    } finally {
+      await tab.close();
+    }
+  });
+
+  await check("200 % and 400 % zoom: no sideways scrolling, and the reset works from the keyboard", async () => {
+    // A 1280 px wide window at 200 % lays out in 640 CSS pixels (at 400 %, WCAG's reflow
+    // case, in 320).
+    const user = "zoom.keyboard@example.org";
+    assert.equal((await api(server, "POST", "/_dev/users", { email: user, password: oldPassword })).status, 201);
+    assert.equal((await api(server, "POST", "/password-reset", { email: user })).status, 202);
+    const [mail] = await waitForMail(server, (m) => m.to === user, "for the zoom check");
+    const tab = await context.newPage();
+    try {
+      for (const width of [640, 320]) {
+        await tab.setViewportSize({ width, height: 480 });
+        for (const route of ["/", "/change", "/reset"]) {
+          await tab.goto(server.base + route);
+          await tab.locator("main").waitFor();
+          const sideways = await tab.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+          assert.ok(sideways <= 0, `${route} at ${width} px scrolls sideways by ${sideways} px`);
+        }
+      }
+      await tab.setViewportSize({ width: 640, height: 480 });
+      await tab.goto(linkIn(mail.text));
+      await visible(tab, "#confirm-form");
+      assert.equal(await focusedId(tab), "new-password");
+      await tab.keyboard.type(strong + " zoomed");
+      await tab.keyboard.press("Tab");
+      assert.equal(await focusedId(tab), "show-password", "Tab reaches \"Show password\"");
+      await tab.keyboard.press("Space");
+      assert.equal(await tab.getAttribute("#new-password", "type"), "text", "Space shows the password");
+      await tab.keyboard.press("Tab");
+      assert.equal(await focusedId(tab), "confirm-submit", "then the button");
+      const button = await tab.locator("#confirm-submit").boundingBox();
+      assert.ok(button && button.x >= 0 && button.x + button.width <= 640, JSON.stringify(button));
+      await tab.screenshot({ path: path.join(SHOTS, "14-reset-form-200-percent.png"), fullPage: true });
+      shots.push("14-reset-form-200-percent.png");
+      await tab.keyboard.press("Enter");
+      await visible(tab, "#reset-done");
+      assert.equal(await focusedId(tab), "reset-done");
+      const sideways = await tab.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.ok(sideways <= 0, `the success message scrolls sideways by ${sideways} px`);
+      const login = await api(server, "POST", "/_dev/login", { email: user, password: strong + " zoomed" });
+      assert.equal(login.json.valid, true);
+    } finally {
+      await tab.close();
+    }
   });
 
   await check("rate limited: 429 says when to try again, from Retry-After", async () => {
@@ -420,6 +555,41 @@ async function main() {
     assert.ok(await page.locator("#resend-form").isVisible());
     await shot(page, "11-link-expired");
     stopServer(short);
+  });
+
+  await check("return_to: an allow-listed sign-in page rides in the link and \"Sign in\" goes there", async () => {
+    const signin = "https://app.example/signin";
+    const app = await startServer("pwreset serve (return URLs)", { RESET_RETURN_URLS: signin });
+    origins.add(app.base);
+    const user = "returning@example.org";
+    assert.equal((await api(app, "POST", "/_dev/users", { email: user, password: oldPassword })).status, 201);
+    const tab = await context.newPage();
+    try {
+      // Not on the list: refused, nothing mailed, the page says why.
+      await tab.goto(app.base + "/?return_to=" + encodeURIComponent("https://evil.example/signin"));
+      await tab.fill("#email", user);
+      await tab.click("#request-submit");
+      await visible(tab, "#request-problem");
+      assert.match(await text(tab, "#request-problem"), /cannot send you back/);
+      // On the list: accepted, and the link carries it back.
+      await tab.goto(app.base + "/?return_to=" + encodeURIComponent(signin));
+      await tab.fill("#email", user);
+      await tab.click("#request-submit");
+      await visible(tab, "#request-done");
+      const mails = await waitForMail(app, (m) => m.to === user, "with return_to");
+      assert.equal(mails.length, 1, "the refused request mailed nothing");
+      const link = linkIn(mails[0].text);
+      assert.ok(link.endsWith("&return_to=" + encodeURIComponent(signin)), link);
+      await tab.goto(link);
+      await visible(tab, "#confirm-form");
+      await tab.fill("#new-password", strong + " back");
+      await tab.click("#confirm-submit");
+      await visible(tab, "#reset-done");
+      assert.equal(await tab.getAttribute("#signin-link", "href"), signin);
+    } finally {
+      await tab.close();
+      stopServer(app);
+    }
   });
 
   await check("a link without uid/token says what to do", async () => {

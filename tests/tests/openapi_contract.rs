@@ -281,6 +281,17 @@ async fn every_answer_is_in_the_document_and_every_promise_is_kept() {
         reset,
         &server.request_reset("nobody@example.org").await,
     ));
+    // No RESET_RETURN_URLS here: any return_to is refused.
+    seen.insert(check(
+        &spec,
+        reset,
+        &server
+            .post_json(
+                reset,
+                &json!({"email": "nobody@example.org", "return_to": "https://evil.example/"}),
+            )
+            .await,
+    ));
 
     // Token answers: valid, invalid, expired; weak and accepted passwords.
     let uid = server.create_user("alice@example.org", OLD, true).await;

@@ -24,6 +24,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         store,
         Arc::new(SystemClock),
         startup.config.limits,
-    );
+    )
+    .allowing_return_to(startup.config.return_urls);
     lambda_http::run(http::for_lambda(http::request_routes(Arc::new(service)))).await
 }

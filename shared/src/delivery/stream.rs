@@ -109,6 +109,7 @@ mod tests {
             requested_at: 0,
             suppressed: false,
             locale: None,
+            return_to: None,
         }
     }
 

@@ -25,7 +25,7 @@ use tower::util::MapRequest;
 pub use extract::{ApiJson, ClientIp, JwtSubject, PeerIp, RequestLocale, client_ip};
 pub use problem::{Problem, ProblemCode};
 
-use crate::service::{ChangeAttempt, ChangePassword, ConfirmReset, RequestReset};
+use crate::service::{ChangeAttempt, ChangePassword, ConfirmReset, RequestReset, ResetAsk};
 
 /// Bodies above this are refused before parsing; exactly this much is accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -228,6 +228,9 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
 #[derive(Deserialize)]
 struct ResetRequestBody {
     email: String,
+    /// One of `RESET_RETURN_URLS`: the link carries it back to the page.
+    #[serde(default)]
+    return_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +262,10 @@ struct StatusBody {
 struct VerifiedBody {
     valid: bool,
     expires_at: String,
+    /// The account's stored address: the page's hidden `autocomplete="username"` field, so a
+    /// password manager saves the new password under the right entry. Only the holder of a
+    /// live link (the mailbox's owner) sees it.
+    email: String,
 }
 
 async fn request_reset(
@@ -267,7 +274,14 @@ async fn request_reset(
     RequestLocale(locale): RequestLocale,
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> Result<Response, Problem> {
-    service.request_in(&body.email, ip, locale).await?;
+    service
+        .ask(ResetAsk {
+            email: &body.email,
+            client_ip: ip,
+            locale,
+            return_to: body.return_to.as_deref(),
+        })
+        .await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         &StatusBody { status: "accepted" },
@@ -284,6 +298,7 @@ async fn verify(
         &VerifiedBody {
             valid: true,
             expires_at: rfc3339(verified.expires_at),
+            email: verified.user.email.as_str().to_owned(),
         },
     ))
 }

@@ -18,6 +18,7 @@ use crate::token::TokenRejection;
 pub enum ProblemCode {
     InvalidRequest,
     InvalidEmail,
+    InvalidReturnTo,
     InvalidToken,
     ExpiredToken,
     WeakPassword,
@@ -34,9 +35,10 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::InvalidRequest,
         Self::InvalidEmail,
+        Self::InvalidReturnTo,
         Self::InvalidToken,
         Self::ExpiredToken,
         Self::WeakPassword,
@@ -56,6 +58,7 @@ impl ProblemCode {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidEmail => "invalid_email",
+            Self::InvalidReturnTo => "invalid_return_to",
             Self::InvalidToken => "invalid_token",
             Self::ExpiredToken => "expired_token",
             Self::WeakPassword => "weak_password",
@@ -73,9 +76,11 @@ impl ProblemCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest | Self::InvalidEmail | Self::InvalidToken | Self::ExpiredToken => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest
+            | Self::InvalidEmail
+            | Self::InvalidReturnTo
+            | Self::InvalidToken
+            | Self::ExpiredToken => StatusCode::BAD_REQUEST,
             Self::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +98,7 @@ impl ProblemCode {
         match self {
             Self::InvalidRequest => "The request is not valid",
             Self::InvalidEmail => "The e-mail address is not valid",
+            Self::InvalidReturnTo => "The return address is not allowed",
             Self::InvalidToken => "This reset link is not valid",
             Self::ExpiredToken => "This reset link has expired",
             Self::WeakPassword => "The new password is not strong enough",
@@ -207,6 +213,13 @@ impl Problem {
     pub fn invalid_email() -> Self {
         Self::new(ProblemCode::InvalidEmail).with_detail(
             "Check the address for typos: it needs one @ and no spaces or line breaks.",
+        )
+    }
+
+    pub fn invalid_return_to() -> Self {
+        Self::new(ProblemCode::InvalidReturnTo).with_detail(
+            "return_to must be one of the addresses this service is configured to send users \
+             back to (RESET_RETURN_URLS), exactly as listed.",
         )
     }
 
@@ -335,6 +348,7 @@ impl From<RequestError> for Problem {
     fn from(err: RequestError) -> Self {
         match err {
             RequestError::InvalidEmail => Self::invalid_email(),
+            RequestError::InvalidReturnTo => Self::invalid_return_to(),
             RequestError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
             RequestError::Store(store) => store.into(),
         }

@@ -999,7 +999,12 @@ async fn the_mails_speak_the_language_the_request_asked_for_unless_the_user_has_
     let w = world();
     let user = w.add_user("lena@example.org", true).await;
     w.request
-        .request_in("lena@example.org", None, crate::i18n::Locale::De)
+        .ask(ResetAsk {
+            email: "lena@example.org",
+            client_ip: None,
+            locale: crate::i18n::Locale::De,
+            return_to: None,
+        })
         .await
         .expect("accepted");
     w.drain().await;
@@ -1044,7 +1049,12 @@ async fn the_mails_speak_the_language_the_request_asked_for_unless_the_user_has_
         InsertOutcome::Inserted
     );
     w.request
-        .request_in("sofia@example.org", None, crate::i18n::Locale::De)
+        .ask(ResetAsk {
+            email: "sofia@example.org",
+            client_ip: None,
+            locale: crate::i18n::Locale::De,
+            return_to: None,
+        })
         .await
         .expect("accepted");
     w.drain().await;
@@ -1065,4 +1075,61 @@ async fn a_weak_password_gives_reasons_with_stable_codes() {
     };
     let codes: Vec<&str> = reasons.iter().map(|r| r.code()).collect();
     assert_eq!(codes, ["too_short", "all_digits"]);
+}
+
+#[tokio::test]
+async fn return_to_must_be_allow_listed_and_rides_in_the_link() {
+    let mut w = world();
+    w.request = std::mem::replace(
+        &mut w.request,
+        RequestReset::new(
+            w.store.clone(),
+            Arc::new(MemoryRateLimiter::new()),
+            w.clock.clone(),
+            Limits {
+                per_email: None,
+                per_ip: None,
+            },
+        ),
+    )
+    .allowing_return_to(vec!["https://app.example/signin".into()]);
+    w.add_user("back@example.org", true).await;
+    let ask = |return_to| ResetAsk {
+        email: "back@example.org",
+        client_ip: None,
+        locale: crate::i18n::Locale::En,
+        return_to,
+    };
+    for bad in [
+        "https://evil.example/signin",
+        "https://app.example/signin/",
+        "https://app.example/signin?x",
+        "HTTPS://APP.EXAMPLE/SIGNIN",
+        "",
+    ] {
+        assert!(
+            matches!(
+                w.request.ask(ask(Some(bad))).await,
+                Err(RequestError::InvalidReturnTo)
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        w.store.pending_jobs(),
+        0,
+        "a refused request queues nothing"
+    );
+    w.request
+        .ask(ask(Some("https://app.example/signin")))
+        .await
+        .expect("accepted");
+    w.drain().await;
+    let mail = w.mailer.sent().last().expect("mailed").mail.clone();
+    assert!(
+        mail.text
+            .contains("&return_to=https%3A%2F%2Fapp.example%2Fsignin"),
+        "{}",
+        mail.text
+    );
 }

@@ -374,6 +374,7 @@ mod tests {
                 requested_at: 5,
                 suppressed: false,
                 locale: None,
+                return_to: None,
             };
             let item = outbox_item(&job).expect("item");
             assert_eq!(outbox_job_from_item(&item).expect("job"), job, "{raw:?}");
