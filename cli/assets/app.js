@@ -16,10 +16,12 @@
 // pages has no data block, so this script fetches i18n.json from beside itself, picks the
 // browser's language and writes the page's texts itself. The API's `reasons` come back in
 // the same language (the browser sends its Accept-Language with every call).
-"use strict";
+// Every call goes through the API client (pwreset.mjs, the same module a frontend of yours
+// can import; its types are in clients/typescript/pwreset.d.ts).
+import { PwresetClient, PwresetProblem } from "./pwreset.mjs";
 
 (async function () {
-  const SCRIPT_URL = document.currentScript ? document.currentScript.src : "/assets/app.js";
+  const SCRIPT_URL = import.meta.url;
   const LANGUAGES = ["en", "de", "fr", "es"];
 
   // The words of this page's language: from the data block the server wrote, or else from
@@ -72,29 +74,22 @@
 
   const $ = (id) => document.getElementById(id);
 
-  // One JSON POST to the API. Never throws: a network failure is status 0.
-  async function post(path, body) {
-    let response;
+  const client = new PwresetClient({ baseUrl: API });
+
+  // One call through the client, as { status, body, retryAfter }. Never throws: a network
+  // failure is status 0.
+  async function call(okStatus, work) {
     try {
-      response = await fetch(API + path, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-        credentials: "omit",
-        referrerPolicy: "no-referrer",
-        cache: "no-store",
-      });
-    } catch (_) {
-      return { status: 0, body: {}, retryAfter: null };
+      const body = await work();
+      return { status: okStatus, body: body || {}, retryAfter: null };
+    } catch (error) {
+      if (!(error instanceof PwresetProblem)) throw error;
+      return {
+        status: error.status,
+        body: { code: error.code, title: error.title, detail: error.detail, reasons: error.reasons },
+        retryAfter: error.retryAfter === null ? null : String(error.retryAfter),
+      };
     }
-    let json = null;
-    try { json = await response.json(); } catch (_) { /* not JSON */ }
-    return {
-      status: response.status,
-      body: json && typeof json === "object" ? json : {},
-      // Cross-origin, readable only when the API exposes it (Access-Control-Expose-Headers).
-      retryAfter: response.headers.get("Retry-After"),
-    };
   }
 
   // Retry-After (seconds or an HTTP date) in words: "in 42 seconds", "in 3 minutes".
@@ -177,7 +172,7 @@
           fieldError(input, error, t("js.email.missing"));
           return;
         }
-        const result = await post("/password-reset", returnTo ? { email, return_to: returnTo } : { email });
+        const result = await call(202, () => client.requestReset(email, { returnTo }));
         if (result.status === 202) {
           onSent(email);
         } else if (result.body.code === "invalid_return_to") {
@@ -272,7 +267,7 @@
     async function verify() {
       hide($("verify-failed"));
       show($("checking"));
-      const result = await post("/password-reset/verify", { uid, token });
+      const result = await call(200, () => client.verify(uid, token));
       if (result.status === 200 && result.body.valid === true) {
         // For password managers: the account the new password belongs to.
         $("reset-username").value = typeof result.body.email === "string" ? result.body.email : "";
@@ -340,7 +335,7 @@
           passwordProblems(t("js.short.title"), [t("js.short.reason", { min: MIN_LENGTH, n })]);
           return;
         }
-        const result = await post("/password-reset/confirm", { uid, token, new_password: input.value });
+        const result = await call(200, () => client.confirm(uid, token, input.value));
         if (result.status === 200) {
           uid = "";
           token = "";
@@ -397,11 +392,7 @@
           fieldError(current, $("current-password-error"), t("js.current.missing"));
           return;
         }
-        const result = await post("/password-change", {
-          email: email.value.trim(),
-          old_password: current.value,
-          new_password: fresh.value,
-        });
+        const result = await call(200, () => client.changePassword(email.value.trim(), current.value, fresh.value));
         if (result.status === 200) {
           current.value = "";
           fresh.value = "";

@@ -22,6 +22,8 @@ const INDEX: &str = include_str!("../assets/index.html");
 const RESET: &str = include_str!("../assets/reset.html");
 const CHANGE: &str = include_str!("../assets/change.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
+/// The API client app.js imports; a frontend of yours can import it too.
+const CLIENT: &str = include_str!("../../clients/typescript/pwreset.mjs");
 const STYLE: &str = include_str!("../assets/app.css");
 const ICON: &str = include_str!("../assets/favicon.svg");
 /// Every text of the pages in every shipped language (`{"en": {"key": "text", …}, …}`).
@@ -41,6 +43,10 @@ pub fn router() -> Router {
         .route("/reset", html_page(Page::Reset))
         .route("/change", html_page(Page::Change))
         .route("/assets/i18n.json", page("application/json", WORDS))
+        .route(
+            "/assets/pwreset.mjs",
+            page("text/javascript; charset=utf-8", CLIENT),
+        )
         .route(
             "/assets/app.js",
             page("text/javascript; charset=utf-8", SCRIPT),
