@@ -118,8 +118,8 @@ enum UsersCommand {
     /// in a team's table (USERS_EMAIL_MATCH=key), each write conditional on the address it
     /// was computed from. Safe to run again; interrupted, it resumes where it stopped.
     BackfillKeys {
-        /// pwreset's table (default: $TABLE_NAME); the users table is USERS_TABLE.
-        #[arg(long)]
+        /// pwreset's table; the users table is USERS_TABLE.
+        #[arg(long, env = "TABLE_NAME")]
         table: Option<String>,
         /// Start after this position (printed after every page and on interruption).
         #[arg(long, value_name = "TOKEN")]
@@ -134,29 +134,85 @@ enum UsersCommand {
 enum TableCommand {
     /// Create the table (idempotent): keys, stream, TTL.
     Create {
-        /// Table name (default: $TABLE_NAME).
-        #[arg(long)]
+        /// pwreset's table (its users table beside it unless USERS_* describes yours).
+        #[arg(long, env = "TABLE_NAME")]
         table: Option<String>,
     },
 }
 
+/// Which account a user command means, and where it lives.
+#[derive(Debug, clap::Args)]
+struct Account {
+    /// The account's address (matched as a reset matches it: NFKC, case folded, trimmed).
+    email: String,
+    /// The account's id, when several accounts of a team's table share the address.
+    #[arg(long)]
+    uid: Option<String>,
+    /// pwreset's table; the users table is USERS_TABLE (default <table>-users).
+    #[arg(long, env = "TABLE_NAME")]
+    table: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Add a user; the password is read from stdin.
+    /// Add a user; the password is read from stdin (at a terminal: typed twice, not shown).
     Add {
+        /// The new user's address, stored as given (mail goes there).
         email: String,
         /// Create the user inactive (gets no reset mail).
         #[arg(long)]
         inactive: bool,
-        #[arg(long)]
+        /// pwreset's table; the users table is USERS_TABLE (default <table>-users).
+        #[arg(long, env = "TABLE_NAME")]
         table: Option<String>,
     },
-    /// Import users from `manage.py dumpdata auth.user` output, keeping their hashes.
+    /// Show an account: id, stored address, active flag, the kind of password hash (never
+    /// the hash), credential version, language.
+    Show {
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Disable an account: no reset mail, no reset or change, every outstanding link dead.
+    Disable {
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[command(flatten)]
+        account: Account,
+    },
+    /// Delete an account (pwreset's own users table only), after asking at a terminal.
+    Delete {
+        #[command(flatten)]
+        account: Account,
+        /// Delete without asking (needed when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Change an account's address: mail goes to the new one, outstanding links die, and in
+    /// pwreset's own layout the lookup moves in the same transaction.
+    SetEmail {
+        #[command(flatten)]
+        account: Account,
+        /// The new address.
+        new_email: String,
+    },
+    /// Import users from `manage.py dumpdata auth.user` output, keeping their hashes and
+    /// Django's primary key as the id. Reads the file as a stream, writes with bounded
+    /// parallelism, reports every skipped row and why, and exits non-zero when any was.
     Import {
-        /// The dumpdata JSON file.
+        /// The dumpdata JSON file (an array of objects; other models are passed over).
         #[arg(long, value_name = "DUMPDATA_JSON")]
         django: PathBuf,
+        /// Check every row (against the table too) and report; write nothing.
         #[arg(long)]
+        dry_run: bool,
+        /// Users written at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// pwreset's table; the users table is USERS_TABLE (default <table>-users).
+        #[arg(long, env = "TABLE_NAME")]
         table: Option<String>,
     },
 }
@@ -221,16 +277,80 @@ async fn table(command: TableCommand) -> anyhow::Result<()> {
 
 #[cfg(feature = "aws")]
 async fn user(command: UserCommand) -> anyhow::Result<()> {
+    use admin::Change;
     match command {
         UserCommand::Add {
             email,
             inactive,
             table,
         } => admin::user_add(admin::table_name(table)?, &email, inactive).await,
-        UserCommand::Import { django, table } => {
-            admin::user_import_django(admin::table_name(table)?, &django)
-                .await
-                .map(|_| ())
+        UserCommand::Show { account } => {
+            admin::user_show(
+                admin::table_name(account.table)?,
+                &account.email,
+                account.uid.as_deref(),
+            )
+            .await
+        }
+        UserCommand::Disable { account } => {
+            let table = admin::table_name(account.table)?;
+            admin::user_change(
+                table,
+                &account.email,
+                account.uid.as_deref(),
+                Change::Active(false),
+            )
+            .await
+        }
+        UserCommand::Enable { account } => {
+            let table = admin::table_name(account.table)?;
+            admin::user_change(
+                table,
+                &account.email,
+                account.uid.as_deref(),
+                Change::Active(true),
+            )
+            .await
+        }
+        UserCommand::Delete { account, yes } => {
+            let table = admin::table_name(account.table)?;
+            admin::user_change(
+                table,
+                &account.email,
+                account.uid.as_deref(),
+                Change::Delete { confirmed: yes },
+            )
+            .await
+        }
+        UserCommand::SetEmail { account, new_email } => {
+            let table = admin::table_name(account.table)?;
+            admin::user_change(
+                table,
+                &account.email,
+                account.uid.as_deref(),
+                Change::Email(new_email),
+            )
+            .await
+        }
+        UserCommand::Import {
+            django,
+            dry_run,
+            concurrency,
+            table,
+        } => {
+            let report = admin::user_import_django(
+                admin::table_name(table)?,
+                &django,
+                admin::ImportOptions {
+                    dry_run,
+                    concurrency: usize::from(concurrency),
+                },
+            )
+            .await?;
+            if report.skipped() > 0 {
+                anyhow::bail!("{} rows were skipped (listed above)", report.skipped());
+            }
+            Ok(())
         }
     }
 }

@@ -309,6 +309,30 @@ pub fn verify(password: &SecretString, stored: &PasswordHash) -> bool {
     stored.is_usable() && verify_now(&normalised(password), stored.as_str(), None)
 }
 
+/// What kind of hash `stored` is, in words, for an operator (`pwreset user show`): never
+/// the hash itself.
+pub fn describe(stored: &PasswordHash) -> &'static str {
+    if !stored.is_usable() {
+        return "none (unusable: only a reset can set one)";
+    }
+    let encoded = stored.as_str();
+    match Stored::parse(encoded) {
+        Some(Stored::Argon2(phc)) if encoded.starts_with(DJANGO_ARGON2_PREFIX) => {
+            match Algorithm::try_from(phc.algorithm) {
+                Ok(Algorithm::Argon2i) => "argon2i (Django's spelling)",
+                _ => "argon2id (Django's spelling)",
+            }
+        }
+        Some(Stored::Argon2(phc)) => match Algorithm::try_from(phc.algorithm) {
+            Ok(Algorithm::Argon2i) => "argon2i (PHC)",
+            _ => "argon2id (PHC)",
+        },
+        Some(Stored::DjangoPbkdf2Sha256 { .. }) => "pbkdf2_sha256 (Django)",
+        Some(Stored::Bcrypt(_)) => "bcrypt",
+        None => "an unknown format (it does not verify; a reset replaces it)",
+    }
+}
+
 /// Django's PBKDF2 hashers have used 1,000,000 iterations or fewer (5.2) and 1,200,000 (6.0);
 /// a stored count beyond this is a corrupt item, not a hash worth a minute of CPU.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;

@@ -161,27 +161,58 @@ async fn admin_commands_create_the_table_add_and_import_users() {
     ]);
     let path = std::env::temp_dir().join(format!("{table}-dumpdata.json"));
     std::fs::write(&path, dump.to_string()).expect("write dump");
-    let imported = pwreset(
-        &moto.url,
-        &[
+    let import = |extra: &[&str]| {
+        let mut args = vec![
             "user",
             "import",
             "--django",
             path.to_str().expect("utf-8 path"),
             "--table",
             &table,
-        ],
-        None,
-    );
-    let summary = String::from_utf8_lossy(&imported.stdout);
+        ];
+        args.extend_from_slice(extra);
+        let output = pwreset(&moto.url, &args, None);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    // A dry run reports, writes nothing, and fails like the real run: rows are skipped.
+    let (ok, report) = import(&["--dry-run"]);
+    assert!(!ok, "skipped rows make the exit status non-zero");
     assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
+        report.contains("would import 4; already there 0; skipped 4"),
+        "{report}"
     );
     assert!(
-        summary.contains("imported 4; skipped 1 without e-mail, 1 with an invalid e-mail, 1 duplicate, 1 other objects"),
+        only_user(&store, "dave@example.org").await.is_none(),
+        "a dry run writes nothing"
+    );
+
+    let (ok, summary) = import(&["--concurrency", "3"]);
+    assert!(!ok, "{summary}");
+    assert!(
+        summary.contains(
+            "imported 4; already there 0; skipped 4 (no e-mail 1, invalid e-mail 1, same address \
+             as an earlier row 1, address or id taken in the table 0, unusable primary key 1); \
+             1 other objects"
+        ),
         "{summary}"
+    );
+    // Every skipped row, and why; two addresses that are one account are never merged.
+    for line in [
+        "row 4 (pk 4): skipped: no e-mail address",
+        "row 5 (pk 5): skipped: its address is the same account as row 1 (pk 1) once normalised: not merged",
+        "row 6 (pk 6): skipped: the e-mail address is not one pwreset can mail",
+        "row 7 (pk null): skipped: no primary key usable as a user id",
+    ] {
+        assert!(summary.contains(line), "{line}\n{summary}");
+    }
+    // Run again (an interrupted import, say): what is there is counted, not duplicated.
+    let (_, again) = import(&[]);
+    assert!(
+        again.contains("imported 0; already there 4; skipped 4"),
+        "{again}"
     );
     let dave = only_user(&store, "dave@example.org").await.expect("dave");
     // A primary key that is not URL-safe is kept all the same, carried encoded in links.
@@ -198,10 +229,6 @@ async fn admin_commands_create_the_table_add_and_import_users() {
         dave.uid.as_str(),
         "1",
         "Django's primary key is the user id"
-    );
-    assert!(
-        summary.contains("skipped 1 without a primary key usable as a user id"),
-        "{summary}"
     );
     let hasher = PasswordHasher::owasp();
     let verifies = |password: &'static str, hash: Option<PasswordHash>| {
@@ -275,6 +302,167 @@ fn admin_commands_say_how_to_name_the_table() {
         .expect("run");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("TABLE_NAME"));
+}
+
+#[tokio::test]
+async fn operator_commands_show_disable_enable_move_and_delete_an_account() {
+    let moto = emulators::moto();
+    let table = created_table(&moto.url, "ops").await;
+    let store = DynamoStore::new(sdk().dynamodb(&moto.url), table.clone());
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--table", &table]);
+        let output = pwreset(&moto.url, &all, None);
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let added = pwreset(
+        &moto.url,
+        &["user", "add", "Olga@Example.org", "--table", &table],
+        Some("olga's old password\n"),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let olga = only_user(&store, "olga@example.org").await.expect("olga");
+
+    // show: everything but the hash.
+    let (ok, shown) = run(&["user", "show", "OLGA@example.org"]);
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains(&format!("uid:                {}", olga.uid)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("e-mail:             Olga@Example.org"),
+        "{shown}"
+    );
+    assert!(shown.contains("active:             yes"), "{shown}");
+    assert!(
+        shown.contains("password:           argon2id (PHC)"),
+        "{shown}"
+    );
+    let hash = olga
+        .password_hash
+        .as_ref()
+        .expect("hash")
+        .as_str()
+        .to_owned();
+    assert!(
+        !shown.contains(&hash) && !shown.contains("$argon2id$"),
+        "never the hash"
+    );
+
+    // disable / enable.
+    let (ok, out) = run(&["user", "disable", "olga@example.org"]);
+    assert!(ok, "{out}");
+    assert!(
+        !only_user(&store, "olga@example.org")
+            .await
+            .expect("olga")
+            .active
+    );
+    assert!(
+        run(&["user", "show", "olga@example.org"])
+            .1
+            .contains("active:             no")
+    );
+    let (ok, out) = run(&["user", "enable", "olga@example.org"]);
+    assert!(ok, "{out}");
+    assert!(
+        only_user(&store, "olga@example.org")
+            .await
+            .expect("olga")
+            .active
+    );
+
+    // set-email moves the lookup: the old address finds nobody, the new one Olga.
+    let (ok, out) = run(&[
+        "user",
+        "set-email",
+        "olga@example.org",
+        "olga.new@example.org",
+    ]);
+    assert!(ok, "{out}");
+    assert!(only_user(&store, "olga@example.org").await.is_none());
+    let moved = only_user(&store, "olga.new@example.org")
+        .await
+        .expect("moved");
+    assert_eq!(
+        (moved.uid.clone(), moved.email.as_str()),
+        (olga.uid.clone(), "olga.new@example.org")
+    );
+    assert_eq!(
+        moved.password_hash, olga.password_hash,
+        "the password stays"
+    );
+    // Onto an address another account has: refused, nothing changes.
+    assert!(
+        pwreset(
+            &moto.url,
+            &["user", "add", "taken@example.org", "--table", &table],
+            Some("x password here\n")
+        )
+        .status
+        .success()
+    );
+    let (ok, out) = run(&[
+        "user",
+        "set-email",
+        "olga.new@example.org",
+        "TAKEN@example.org",
+    ]);
+    assert!(!ok && out.contains("another account has"), "{out}");
+    assert!(only_user(&store, "olga.new@example.org").await.is_some());
+
+    // delete: refused without a terminal or --yes, then gone with its lookup.
+    let (ok, out) = run(&["user", "delete", "olga.new@example.org"]);
+    assert!(!ok && out.contains("--yes"), "{out}");
+    assert!(only_user(&store, "olga.new@example.org").await.is_some());
+    let (ok, out) = run(&["user", "delete", "olga.new@example.org", "--yes"]);
+    assert!(ok, "{out}");
+    assert!(only_user(&store, "olga.new@example.org").await.is_none());
+    assert!(store.find_by_uid(&olga.uid).await.expect("read").is_none());
+    let (ok, out) = run(&["user", "show", "olga.new@example.org"]);
+    assert!(!ok && out.contains("no account has this address"), "{out}");
+
+    // Every command documents every argument, and the table comes from TABLE_NAME too.
+    for command in [
+        "show",
+        "disable",
+        "enable",
+        "delete",
+        "set-email",
+        "import",
+        "add",
+    ] {
+        let help = pwreset(&moto.url, &["user", command, "--help"], None);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            text.contains("--table") && text.contains("[env: TABLE_NAME="),
+            "{command}: {text}"
+        );
+    }
+    let by_env = on_moto(
+        Command::new(pwreset_bin()).args(["user", "show", "taken@example.org"]),
+        &moto.url,
+    )
+    .env("TABLE_NAME", &table)
+    .output()
+    .expect("run");
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
 }
 
 #[tokio::test]

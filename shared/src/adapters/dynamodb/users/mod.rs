@@ -7,6 +7,10 @@
 //! A team's item is read leniently: an item pwreset cannot read (no address, an address
 //! with spaces around it, a hash that is not a string) is a user who takes no part in
 //! resets, logged without its contents, never an error that would fail a batch.
+//!
+//! [`admin`]: what an operator changes by hand (active flag, address, deletion).
+
+mod admin;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -20,6 +24,8 @@ use crate::config::{EmailMatch, KeyType, UserMapping, UsersLayout, UsersTable};
 use crate::domain::{EmailAddress, EmailLookup, PasswordHash, User, UserId};
 use crate::i18n::Locale;
 use crate::ports::{PasswordChange, StoreError};
+
+pub use admin::AdminOutcome;
 
 /// More matches than this for one address are not mailed (and logged): a table where
 /// that many accounts share an address is not one to send that many links from.
