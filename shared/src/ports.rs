@@ -95,60 +95,23 @@ pub struct PasswordChangedEvent {
 
 impl OutboxJob {
     /// The same job, to be written in `locale` (a reset request's or a notice's).
-    pub fn in_locale(self, locale: Locale) -> Self {
-        match self {
-            Self::ResetRequested {
-                email_key,
-                email_lower,
-                requested_at,
-                suppressed,
-                return_to,
-                ..
-            } => Self::ResetRequested {
-                email_key,
-                email_lower,
-                requested_at,
-                suppressed,
-                locale: (locale != Locale::En).then_some(locale),
-                return_to,
-            },
-            Self::PasswordChanged {
-                uid,
-                changed_at,
-                credential_version,
-                via,
-                ..
-            } => Self::PasswordChanged {
-                uid,
-                changed_at,
-                credential_version,
-                via,
-                locale: (locale != Locale::En).then_some(locale),
-            },
-            event @ Self::PasswordChangedEvent(_) => event,
+    pub fn in_locale(mut self, locale: Locale) -> Self {
+        let wanted = (locale != Locale::En).then_some(locale);
+        match &mut self {
+            Self::ResetRequested { locale, .. } | Self::PasswordChanged { locale, .. } => {
+                *locale = wanted;
+            }
+            Self::PasswordChangedEvent(_) => {}
         }
+        self
     }
 
-    /// The same reset request, its link to carry `return_to` (already allow-listed).
-    pub fn returning_to(self, return_to: Option<String>) -> Self {
-        match self {
-            Self::ResetRequested {
-                email_key,
-                email_lower,
-                requested_at,
-                suppressed,
-                locale,
-                ..
-            } => Self::ResetRequested {
-                email_key,
-                email_lower,
-                requested_at,
-                suppressed,
-                locale,
-                return_to,
-            },
-            other => other,
+    /// The same reset request, its link to carry `url` (already allow-listed).
+    pub fn returning_to(mut self, url: Option<String>) -> Self {
+        if let Self::ResetRequested { return_to, .. } = &mut self {
+            *return_to = url;
         }
+        self
     }
 
     /// The job for a reset request looked up by `lookup`.

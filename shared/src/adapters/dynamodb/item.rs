@@ -239,6 +239,15 @@ pub fn uid_from_email_lookup(item: &Item) -> Result<UserId, StoreError> {
         .map_err(|_| StoreError::Permanent("e-mail lookup item holds a malformed uid".into()))
 }
 
+/// A stored language tag as a shipped language; anything else (not a string, a language
+/// pwreset does not ship) is none, not a fault: the request's language is used.
+pub fn locale_from(value: Option<&AttributeValue>) -> Option<Locale> {
+    match value {
+        Some(AttributeValue::S(tag)) => Locale::from_tag(tag),
+        _ => None,
+    }
+}
+
 /// Parses a user item back into the domain type; anything unexpected is our fault.
 pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
     let uid = UserId::parse(required_string(item, UID)?)
@@ -274,10 +283,7 @@ pub fn user_from_item(item: &Item) -> Result<User, StoreError> {
             ));
         }
     };
-    let locale = match item.get(LOCALE) {
-        Some(AttributeValue::S(tag)) => Locale::from_tag(tag),
-        _ => None,
-    };
+    let locale = locale_from(item.get(LOCALE));
     Ok(User {
         uid,
         email,

@@ -22,7 +22,6 @@ use super::error::{build_error, map_sdk_error};
 use super::item::{self, Item, string_value};
 use crate::config::{EmailMatch, KeyType, UserMapping, UsersLayout, UsersTable};
 use crate::domain::{EmailAddress, EmailLookup, PasswordHash, User, UserId};
-use crate::i18n::Locale;
 use crate::ports::{PasswordChange, StoreError};
 
 pub use admin::AdminOutcome;
@@ -673,11 +672,12 @@ fn mapped_user(mapping: &UserMapping, found: &Item) -> Result<User, &'static str
             .map_err(|_| "credential version is not a whole number")?,
         Some(Some(_)) => return Err("credential version is not a number"),
     };
-    // A language pwreset does not ship (or no readable tag) is no fault: English.
-    let locale = match mapping.locale_attribute.as_ref().map(|a| found.get(a)) {
-        Some(Some(AttributeValue::S(tag))) => Locale::from_tag(tag),
-        _ => None,
-    };
+    let locale = item::locale_from(
+        mapping
+            .locale_attribute
+            .as_ref()
+            .and_then(|attribute| found.get(attribute)),
+    );
     Ok(User {
         uid,
         email,
@@ -691,6 +691,7 @@ fn mapped_user(mapping: &UserMapping, found: &Item) -> Result<User, &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::Locale;
 
     fn mapping() -> UserMapping {
         UserMapping {
@@ -752,6 +753,28 @@ mod tests {
             item.insert(attribute.into(), value);
             assert!(mapped_user(&mapping(), &item).is_err(), "{attribute}");
         }
+    }
+
+    #[test]
+    fn a_stored_language_is_read_and_one_not_shipped_is_none() {
+        let base = [
+            ("id", AttributeValue::S("lena".into())),
+            ("email", AttributeValue::S("lena@example.org".into())),
+        ];
+        for (value, want) in [
+            (AttributeValue::S("de".into()), Some(Locale::De)),
+            (AttributeValue::S("fr-CA".into()), Some(Locale::Fr)),
+            (AttributeValue::S("ja".into()), None),
+            (AttributeValue::N("1".into()), None),
+        ] {
+            let mut item = team_item(&base);
+            item.insert("language".into(), value);
+            assert_eq!(mapped_user(&mapping(), &item).map(|u| u.locale), Ok(want));
+        }
+        assert_eq!(
+            mapped_user(&mapping(), &team_item(&base)).map(|u| u.locale),
+            Ok(None)
+        );
     }
 
     #[test]
