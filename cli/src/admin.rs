@@ -81,7 +81,12 @@ fn password_from_stdin() -> anyhow::Result<SecretString> {
     Ok(SecretString::from(password.to_owned()))
 }
 
-pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Result<()> {
+pub async fn user_add(
+    table: String,
+    email: &str,
+    inactive: bool,
+    language: Option<pwreset_core::i18n::Locale>,
+) -> anyhow::Result<()> {
     let email =
         EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("invalid e-mail address: {e}"))?;
     let password = password_from_stdin()?;
@@ -98,7 +103,7 @@ pub async fn user_add(table: String, email: &str, inactive: bool) -> anyhow::Res
         ),
         active: !inactive,
         credential_version: 0,
-        locale: None,
+        locale: language,
     };
     match store.insert(&user).await? {
         InsertOutcome::Inserted => {

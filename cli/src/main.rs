@@ -112,6 +112,11 @@ fn parse_since(_raw: &str) -> Result<std::time::Duration, String> {
     Err(NEEDS_AWS.to_owned())
 }
 
+fn parse_language(raw: &str) -> Result<pwreset_core::i18n::Locale, String> {
+    pwreset_core::i18n::Locale::from_tag(raw)
+        .ok_or_else(|| format!("expected one of en, de, fr, es, got {raw:?}"))
+}
+
 #[derive(Debug, Subcommand)]
 enum UsersCommand {
     /// Write pwreset's normalised e-mail key into USERS_EMAIL_KEY_ATTRIBUTE of every user
@@ -162,6 +167,10 @@ enum UserCommand {
         /// Create the user inactive (gets no reset mail).
         #[arg(long)]
         inactive: bool,
+        /// The user's language (en, de, fr, es): their mail speaks it whatever a request
+        /// asks for. Unset: the language of each request.
+        #[arg(long, value_parser = parse_language)]
+        language: Option<pwreset_core::i18n::Locale>,
         /// pwreset's table; the users table is USERS_TABLE (default <table>-users).
         #[arg(long, env = "TABLE_NAME")]
         table: Option<String>,
@@ -282,8 +291,9 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add {
             email,
             inactive,
+            language,
             table,
-        } => admin::user_add(admin::table_name(table)?, &email, inactive).await,
+        } => admin::user_add(admin::table_name(table)?, &email, inactive, language).await,
         UserCommand::Show { account } => {
             admin::user_show(
                 admin::table_name(account.table)?,

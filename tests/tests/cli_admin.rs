@@ -324,7 +324,15 @@ async fn operator_commands_show_disable_enable_move_and_delete_an_account() {
     };
     let added = pwreset(
         &moto.url,
-        &["user", "add", "Olga@Example.org", "--table", &table],
+        &[
+            "user",
+            "add",
+            "Olga@Example.org",
+            "--language",
+            "de",
+            "--table",
+            &table,
+        ],
         Some("olga's old password\n"),
     );
     assert!(
@@ -350,6 +358,7 @@ async fn operator_commands_show_disable_enable_move_and_delete_an_account() {
         shown.contains("password:           argon2id (PHC)"),
         "{shown}"
     );
+    assert!(shown.contains("language:           de"), "{shown}");
     let hash = olga
         .password_hash
         .as_ref()
