@@ -228,9 +228,16 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
 #[derive(Deserialize)]
 struct ResetRequestBody {
     email: String,
-    /// One of `RESET_RETURN_URLS`: the link carries it back to the page.
-    #[serde(default)]
+    /// One of `RESET_RETURN_URLS`: the link carries it back to the page. Absent is none;
+    /// present it must be a string (`null` is `invalid_request`, like any other field).
+    #[serde(default, deserialize_with = "present_string")]
     return_to: Option<String>,
+}
+
+fn present_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
 }
 
 #[derive(Deserialize)]

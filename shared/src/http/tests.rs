@@ -306,6 +306,35 @@ async fn problem_details_never_echo_the_input() {
 }
 
 #[tokio::test]
+async fn a_return_to_that_is_not_a_string_is_an_invalid_request() {
+    let f = fixture(Deployment::DevServer, no_limits());
+    for body in [
+        json!({"email": "a@example.org", "return_to": null}),
+        json!({"email": "a@example.org", "return_to": 1}),
+        json!({"email": "a@example.org", "return_to": ["https://app.example/"]}),
+    ] {
+        let (status, headers, problem) = send(&f.api, post_json("/password-reset", &body)).await;
+        assert_problem(status, &headers, &problem, 400, "invalid_request");
+    }
+    // Absent is fine; a string not on the (empty) list is invalid_return_to.
+    let (status, _, _) = send(
+        &f.api,
+        post_json("/password-reset", &json!({"email": "a@example.org"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, headers, problem) = send(
+        &f.api,
+        post_json(
+            "/password-reset",
+            &json!({"email": "a@example.org", "return_to": "https://app.example/"}),
+        ),
+    )
+    .await;
+    assert_problem(status, &headers, &problem, 400, "invalid_return_to");
+}
+
+#[tokio::test]
 async fn malformed_addresses_are_invalid_email() {
     let f = fixture(Deployment::DevServer, no_limits());
     for email in ["", "nope", "a@b.org\r\nBcc: c@d.org", "a b@c.org"] {
