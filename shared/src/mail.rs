@@ -555,9 +555,12 @@ impl MailComposer {
         let text = PasswordChangedText {
             t: &words,
             product,
-            changed: wrapped(
-                &format!("{}{}{}", words.intro_before, to.as_str(), words.intro_after),
-                "",
+            // The address ends the first line and what happened starts the next, so the
+            // how ("by someone who entered the current password") reads in one piece.
+            changed: format!(
+                "{}\n{}",
+                wrapped(&format!("{}{}", words.intro_before, to.as_str()), ""),
+                wrapped(words.intro_after.trim_start(), "")
             ),
             if_you: wrapped(&words.if_you, ""),
             if_not: format!("{}\n{}", if_not_lead(locale), steps.join("\n")),
@@ -759,6 +762,12 @@ mod tests {
         let to = EmailAddress::parse("a@b.org").expect("valid");
         let mail = MailComposer::new("Acme", links, 3600).password_changed(&to, ChangedVia::Reset);
         assert!(mail.text.contains("If you did not:"));
+        assert!(
+            mail.text
+                .contains("a@b.org\nwas just changed with a password-reset link."),
+            "{}",
+            mail.text
+        );
         assert!(mail.text.contains("Secure your e-mail account first"));
         let html = mail.html.expect("html");
         assert!(html.contains("Did not change it?"));
