@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use super::super::error::{build_error, map_sdk_error};
 use super::super::item::{self, string_value};
 use super::super::transaction::transact;
-use super::{Users, key_value};
-use crate::config::{EmailMatch, KeyType, UsersLayout};
+use super::Users;
+use crate::config::{EmailMatch, UsersLayout};
 use crate::domain::{EmailAddress, EmailLower, User};
 use crate::ports::StoreError;
 
@@ -26,19 +26,6 @@ pub enum AdminOutcome {
 }
 
 impl Users {
-    /// The item key of `user` in this table.
-    fn key_of(&self, user: &User) -> Result<HashMap<String, AttributeValue>, StoreError> {
-        match &self.table.layout {
-            UsersLayout::Own => Ok(item::user_key(&user.uid)),
-            UsersLayout::Mapped(mapping) => {
-                let key_type = self.learned_key_type.get().copied().unwrap_or(KeyType::S);
-                let value = key_value(key_type, &user.uid.key_value())
-                    .ok_or_else(|| StoreError::Permanent("user id does not fit the key".into()))?;
-                Ok(HashMap::from([(mapping.key_attribute.clone(), value)]))
-            }
-        }
-    }
-
     /// Sets the active flag of `user` (read just before), on condition that its stored
     /// address is still the one read. A team table needs `USERS_ACTIVE_ATTRIBUTE`.
     pub async fn set_active(
@@ -57,7 +44,7 @@ impl Users {
                 };
                 // Keep the table's own type: an N 0/1 flag stays a number.
                 let current = self
-                    .get(client, "GetItem(user)", self.key_of(user)?)
+                    .get(client, "GetItem(user)", self.item_key(&user.uid)?)
                     .await?;
                 let numeric = matches!(
                     current.as_ref().and_then(|found| found.get(attribute)),
@@ -74,7 +61,7 @@ impl Users {
         let updated = client
             .update_item()
             .table_name(self.name())
-            .set_key(Some(self.key_of(user)?))
+            .set_key(Some(self.item_key(&user.uid)?))
             .update_expression("SET #active = :active")
             .condition_expression("#email = :email")
             .expression_attribute_names("#active", attribute)
@@ -167,7 +154,7 @@ impl Users {
                 };
                 let update = Update::builder()
                     .table_name(self.name())
-                    .set_key(Some(self.key_of(user)?))
+                    .set_key(Some(self.item_key(&user.uid)?))
                     .update_expression(expression)
                     .condition_expression("#email = :old")
                     .set_expression_attribute_names(Some(names))

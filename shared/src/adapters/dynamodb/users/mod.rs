@@ -338,36 +338,40 @@ impl Users {
         Ok(item)
     }
 
+    /// The item key of user `uid` in this table (a team table's key in the type learned,
+    /// a string until one is).
+    fn item_key(&self, uid: &UserId) -> Result<Item, StoreError> {
+        match &self.table.layout {
+            UsersLayout::Own => Ok(item::user_key(uid)),
+            UsersLayout::Mapped(mapping) => {
+                let key_type = self.learned_key_type.get().copied().unwrap_or(KeyType::S);
+                let value = key_value(key_type, &uid.key_value())
+                    .ok_or_else(|| StoreError::Permanent("user id does not fit the key".into()))?;
+                Ok(HashMap::from([(mapping.key_attribute.clone(), value)]))
+            }
+        }
+    }
+
     /// The conditional update of a password change: the new hash (and the credential
     /// version plus one) only if the hash, the address, the active flag and the version are
     /// what verify saw.
     pub fn password_update(&self, change: &PasswordChange) -> Result<Update, StoreError> {
-        let (key, names) = match &self.table.layout {
-            UsersLayout::Own => (
-                item::user_key(&change.uid),
-                ChangeNames {
-                    key: item::PK,
-                    hash: item::PASSWORD_HASH,
-                    email: item::EMAIL,
-                    active: Some(item::ACTIVE),
-                    version: Some(item::CREDENTIAL_VERSION),
-                },
-            ),
-            UsersLayout::Mapped(mapping) => {
-                let key_type = self.learned_key_type.get().copied().unwrap_or(KeyType::S);
-                let value = key_value(key_type, &change.uid.key_value())
-                    .ok_or_else(|| StoreError::Permanent("user id does not fit the key".into()))?;
-                (
-                    HashMap::from([(mapping.key_attribute.clone(), value)]),
-                    ChangeNames {
-                        key: &mapping.key_attribute,
-                        hash: &mapping.hash_attribute,
-                        email: &mapping.email_attribute,
-                        active: mapping.active_attribute.as_deref(),
-                        version: mapping.credential_version_attribute.as_deref(),
-                    },
-                )
-            }
+        let key = self.item_key(&change.uid)?;
+        let names = match &self.table.layout {
+            UsersLayout::Own => ChangeNames {
+                key: item::PK,
+                hash: item::PASSWORD_HASH,
+                email: item::EMAIL,
+                active: Some(item::ACTIVE),
+                version: Some(item::CREDENTIAL_VERSION),
+            },
+            UsersLayout::Mapped(mapping) => ChangeNames {
+                key: &mapping.key_attribute,
+                hash: &mapping.hash_attribute,
+                email: &mapping.email_attribute,
+                active: mapping.active_attribute.as_deref(),
+                version: mapping.credential_version_attribute.as_deref(),
+            },
         };
         let (update, condition) = password_change_expressions(&names, change.expected_version);
         let mut attribute_names = HashMap::from([
