@@ -11,7 +11,7 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -150,22 +150,24 @@ impl<W> LambdaOutput<W> {
                     .map(|(_, v)| v.clone())
             })
             .unwrap_or_else(|| Value::from(""));
-        let mut line = Map::new();
-        line.insert("level".into(), event.metadata().level().as_str().into());
-        line.insert("message".into(), message);
-        line.insert(
-            "timestamp".into(),
-            timestamp(time::OffsetDateTime::now_utc()).into(),
-        );
-        line.insert("service".into(), self.service.clone().into());
-        line.insert("function_name".into(), self.function_name.clone().into());
+        // The reserved keys first, in `RESERVED` order, then the event's fields as written.
+        let mut line: Vec<(String, Value)> = vec![
+            ("level".into(), event.metadata().level().as_str().into()),
+            ("message".into(), message),
+            (
+                "timestamp".into(),
+                timestamp(time::OffsetDateTime::now_utc()).into(),
+            ),
+            ("service".into(), self.service.clone().into()),
+            ("function_name".into(), self.function_name.clone().into()),
+        ];
         if let Some(invocation) = invocation {
-            line.insert("cold_start".into(), invocation.cold_start.into());
+            line.push(("cold_start".into(), invocation.cold_start.into()));
             if let Some(id) = &invocation.request_id {
-                line.insert("request_id".into(), id.clone().into());
+                line.push(("request_id".into(), id.clone().into()));
             }
             if let Some(id) = &invocation.xray_trace_id {
-                line.insert("xray_trace_id".into(), id.clone().into());
+                line.push(("xray_trace_id".into(), id.clone().into()));
             }
         }
         for (name, value) in rest {
@@ -174,37 +176,21 @@ impl<W> LambdaOutput<W> {
             } else {
                 name.to_owned()
             };
-            line.insert(key, value);
+            line.push((key, value));
         }
-        // The keys in the order written above (serde_json's map sorts them otherwise).
-        ordered(&line)
-    }
-}
-
-/// `line` as JSON with the reserved keys first, in [`RESERVED`] order, then the rest.
-fn ordered(line: &Map<String, Value>) -> String {
-    let mut out = String::from("{");
-    let mut first = true;
-    let keys = RESERVED
-        .iter()
-        .copied()
-        .filter(|k| line.contains_key(*k))
-        .chain(
-            line.keys()
-                .map(String::as_str)
-                .filter(|k| !RESERVED.contains(k)),
-        );
-    for key in keys {
-        if !first {
-            out.push(',');
+        // Written by hand: serde_json's map would sort the keys.
+        let mut out = String::from("{");
+        for (i, (key, value)) in line.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&Value::from(key.as_str()).to_string());
+            out.push(':');
+            out.push_str(&value.to_string());
         }
-        first = false;
-        out.push_str(&Value::from(key).to_string());
-        out.push(':');
-        out.push_str(&line[key].to_string());
+        out.push('}');
+        out
     }
-    out.push('}');
-    out
 }
 
 impl<S, W> Layer<S> for LambdaOutput<W>
@@ -368,6 +354,41 @@ mod tests {
         assert_eq!(second["cold_start"], false);
         assert_eq!(second["request_id"], "req-2");
         assert_eq!(second["reason"], "slow");
+    }
+
+    #[test]
+    fn the_reserved_keys_lead_in_their_order_then_the_events_fields_as_written() {
+        let captured = Captured::default();
+        let layer = LambdaOutput::new("pwreset", "fn", captured.clone())
+            .with_filter(super::super::lambda_filter(Some("INFO"), None));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            invocation("req-1", || tracing::info!(zebra = 1, apple = 2, "x"));
+        });
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let keys: Vec<&str> = text
+            .split(&[',', '{'][..])
+            .filter_map(|part| {
+                part.split_once("\":")
+                    .map(|(k, _)| k.trim_start_matches('"'))
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "level",
+                "message",
+                "timestamp",
+                "service",
+                "function_name",
+                "cold_start",
+                "request_id",
+                "xray_trace_id",
+                "zebra",
+                "apple"
+            ],
+            "{text}"
+        );
     }
 
     #[test]
