@@ -1031,13 +1031,12 @@ async fn the_mails_speak_the_language_the_request_asked_for_unless_the_user_has_
     );
 
     // A language stored on the user wins over the request's.
-    let mut stored = w
+    let stored = w
         .store
         .find_by_uid(&user.uid)
         .await
         .expect("read")
         .expect("exists");
-    stored.locale = Some(crate::i18n::Locale::Es);
     let spanish = User {
         uid: UserId::generate(),
         email: EmailAddress::parse("sofia@example.org").expect("valid"),
