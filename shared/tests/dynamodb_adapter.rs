@@ -23,7 +23,7 @@ use pwreset_testkit::{emulators, net};
 /// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

@@ -25,7 +25,7 @@ use tower::ServiceExt as _;
 /// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

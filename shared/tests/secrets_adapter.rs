@@ -13,7 +13,7 @@ use secrecy::ExposeSecret as _;
 
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

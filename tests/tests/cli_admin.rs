@@ -22,7 +22,7 @@ use secrecy::SecretString;
 /// SDK clients configured as the adapters configure theirs (HTTPS client, timeouts, retries).
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

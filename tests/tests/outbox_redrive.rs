@@ -22,7 +22,7 @@ const TOKEN_KEYS: &str = "cmVkcml2ZS10ZXN0LWtleS10aGlydHktdHdvLWJ5dGVzIQ==";
 
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

@@ -22,7 +22,7 @@ const OLD: &str = "the old password 1";
 
 fn sdk() -> Sdk {
     Sdk::new(
-        adapters::http_client(),
+        adapters::new_http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )

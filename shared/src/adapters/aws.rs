@@ -42,16 +42,24 @@ pub fn retry_config() -> RetryConfig {
 
 /// The HTTPS client every SDK client of ours uses: hyper with rustls on ring. One per
 /// process, shared by every client (one connection pool, one trust store).
+///
+/// A pooled connection is driven by a task on the tokio runtime that opened it, so this
+/// shared client is for a process with one runtime (a function, the CLI, the dev server).
+/// Code that runs several runtimes in one process takes `new_http_client` per runtime.
 pub fn http_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     static CLIENT: std::sync::OnceLock<SharedHttpClient> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https()
-        })
-        .clone()
+    CLIENT.get_or_init(new_http_client).clone()
+}
+
+/// A new HTTPS client built as `http_client`'s, with a connection pool of its own. Each
+/// `#[tokio::test]` runs on a runtime of its own and drops it at the end: a connection
+/// pooled by one test and picked up by the next fails with "dispatch task is gone", so
+/// tests build their clients on this.
+pub fn new_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// What a Lambda function needs to reach AWS, straight from the variables the Lambda

@@ -16,4 +16,6 @@ pub mod secrets;
 pub mod ses;
 
 #[cfg(feature = "aws")]
-pub use aws::{LambdaEnvironment, aws_sdk_config, http_client, retry_config, timeout_config};
+pub use aws::{
+    LambdaEnvironment, aws_sdk_config, http_client, new_http_client, retry_config, timeout_config,
+};
