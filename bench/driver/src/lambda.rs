@@ -74,8 +74,8 @@ struct Case {
     keys_from_secret: bool,
 }
 
-struct Bench {
-    setup: Setup,
+pub(crate) struct Bench {
+    pub(crate) setup: Setup,
     env: Vec<(String, String)>,
     /// What replaces `TOKEN_KEYS` for a case whose keys come from the secret.
     secret_env: Vec<(String, String)>,
@@ -83,7 +83,9 @@ struct Bench {
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
     stream: OutboxStream,
-    log_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    /// Set by the cost run (P7): what each invocation spends.
+    pub(crate) meter: Option<crate::cost::Meter>,
 }
 
 /// A DynamoDB client configured as the functions configure theirs.
@@ -97,7 +99,7 @@ fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 impl Bench {
-    fn spawn(&self, function: &str) -> anyhow::Result<Process> {
+    pub(crate) fn spawn(&self, function: &str) -> anyhow::Result<Process> {
         self.spawn_with(function, false)
     }
 
@@ -132,8 +134,19 @@ impl Bench {
             .with_context(|| format!("starting {function} (built? see scripts/bench)"))
     }
 
-    /// Sends one invocation and checks the answer; returns the response body.
+    /// Sends one invocation and checks the answer; returns the response body. With a
+    /// meter set, what the invocation spent is recorded under the function's name.
     async fn invoke(&self, function: &str, invoke: &Invoke) -> anyhow::Result<String> {
+        let Some(meter) = &self.meter else {
+            return self.invoke_unmetered(function, invoke).await;
+        };
+        let reading = meter.before(function);
+        let answer = self.invoke_unmetered(function, invoke).await?;
+        meter.after(function, reading);
+        Ok(answer)
+    }
+
+    async fn invoke_unmetered(&self, function: &str, invoke: &Invoke) -> anyhow::Result<String> {
         let port = self.setup.watch_port;
         match invoke {
             Invoke::Http { path, body, status } => {
@@ -230,90 +243,157 @@ impl Bench {
     }
 }
 
-pub async fn run(setup: Setup) -> anyhow::Result<()> {
-    let dynamodb = dynamodb_client(&setup.moto);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while let Err(err) = dynamodb.list_tables().limit(1).send().await {
-        if Instant::now() > deadline {
-            bail!("moto's DynamoDB never answered: {err:?}");
+impl Bench {
+    /// A table on moto, the token keys also in a secret there, and the functions'
+    /// environment; `overrides` replace (or add to) that environment, an empty value
+    /// removes the variable.
+    pub(crate) async fn start(setup: Setup, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let dynamodb = dynamodb_client(&setup.moto);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while let Err(err) = dynamodb.list_tables().limit(1).send().await {
+            if Instant::now() > deadline {
+                bail!("moto's DynamoDB never answered: {err:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let table = unique_name("bench");
+        create_tables(&dynamodb, &table)
+            .await
+            .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
+        let mut env: Vec<(String, String)> = [
+            ("TABLE_NAME", table.as_str()),
+            ("TOKEN_KEYS", TOKEN_KEYS),
+            (
+                "RESET_LINK_TEMPLATE",
+                "https://app.example.com/reset#uid={uid}&token={token}",
+            ),
+            ("MAIL_FROM", "no-reply@example.com"),
+            ("RESET_LIMIT_PER_IP", "off"),
+            ("RESET_LIMIT_PER_EMAIL", "off"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", setup.moto.as_str()),
+            ("AWS_ENDPOINT_URL_SESV2", setup.ses.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("RUST_LOG", "warn"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (key, value) in overrides {
+            env.retain(|(k, _)| k != key);
+            if !value.is_empty() {
+                env.push(((*key).to_owned(), (*value).to_owned()));
+            }
+        }
+        let secret = pwreset_testkit::aws::secret_holding(
+            &Sdk::new(
+                adapters::http_client(),
+                adapters::timeout_config(),
+                adapters::retry_config(),
+            ),
+            &setup.moto,
+            "bench-token-keys",
+            TOKEN_KEYS,
+        )
+        .await;
+        let secret_env = vec![
+            ("TOKEN_KEYS_SECRET_ID".to_owned(), secret),
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+                setup.moto.clone(),
+            ),
+        ];
+        Ok(Bench {
+            env,
+            secret_env,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            dynamodb,
+            table,
+            stream: OutboxStream::default(),
+            log_dir: std::env::temp_dir(),
+            meter: None,
+            setup,
+        })
     }
-    let table = unique_name("bench");
-    create_tables(&dynamodb, &table)
-        .await
-        .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
-    let env: Vec<(String, String)> = [
-        ("TABLE_NAME", table.as_str()),
-        ("TOKEN_KEYS", TOKEN_KEYS),
-        (
-            "RESET_LINK_TEMPLATE",
-            "https://app.example.com/reset#uid={uid}&token={token}",
-        ),
-        ("MAIL_FROM", "no-reply@example.com"),
-        ("RESET_LIMIT_PER_IP", "off"),
-        ("RESET_LIMIT_PER_EMAIL", "off"),
-        ("AWS_ENDPOINT_URL_DYNAMODB", setup.moto.as_str()),
-        ("AWS_ENDPOINT_URL_SESV2", setup.ses.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("RUST_LOG", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let secret = pwreset_testkit::aws::secret_holding(
-        &Sdk::new(
-            adapters::http_client(),
-            adapters::timeout_config(),
-            adapters::retry_config(),
-        ),
-        &setup.moto,
-        "bench-token-keys",
-        TOKEN_KEYS,
-    )
-    .await;
-    let secret_env = vec![
-        ("TOKEN_KEYS_SECRET_ID".to_owned(), secret),
-        (
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
-            setup.moto.clone(),
-        ),
-    ];
-    let mut bench = Bench {
-        env,
-        secret_env,
-        http: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        dynamodb: dynamodb.clone(),
-        table: table.clone(),
-        stream: OutboxStream::default(),
-        log_dir: std::env::temp_dir(),
-        setup,
-    };
-    let store = DynamoStore::new(dynamodb, table);
-    let address = format!("{}@example.org", unique_name("alice"));
-    let uid = UserId::generate();
-    let user = User {
-        uid: uid.clone(),
-        email: EmailAddress::parse(&address).map_err(|e| anyhow::anyhow!("{e}"))?,
-        password_hash: Some(
-            PasswordHasher::owasp()
-                .hash(SecretString::from("the old password 1".to_owned()))
-                .await
-                .map_err(|e| anyhow::anyhow!("hash: {e}"))?,
-        ),
-        active: true,
-        credential_version: 0,
-        locale: None,
-    };
-    store
-        .insert(&user)
-        .await
-        .map_err(|e| anyhow::anyhow!("insert user: {e}"))?;
+
+    /// A new active user with an argon2id hash, straight into the table; its address and uid.
+    pub(crate) async fn seed_user(&self) -> anyhow::Result<(String, UserId)> {
+        let store = DynamoStore::new(self.dynamodb.clone(), self.table.clone());
+        let address = format!("{}@example.org", unique_name("alice"));
+        let uid = UserId::generate();
+        let user = User {
+            uid: uid.clone(),
+            email: EmailAddress::parse(&address).map_err(|e| anyhow::anyhow!("{e}"))?,
+            password_hash: Some(
+                PasswordHasher::owasp()
+                    .hash(SecretString::from("the old password 1".to_owned()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("hash: {e}"))?,
+            ),
+            active: true,
+            credential_version: 0,
+            locale: None,
+        };
+        store
+            .insert(&user)
+            .await
+            .map_err(|e| anyhow::anyhow!("insert user: {e}"))?;
+        Ok((address, uid))
+    }
+
+    /// One reset as a person goes through it, each step on the function that serves it:
+    /// request-reset, the mail (send-reset-email, one stream record), verify and confirm
+    /// (confirm-reset), the "password changed" notice (send-reset-email).
+    pub(crate) async fn reset_flow(&mut self, address: &str, uid: &UserId) -> anyhow::Result<()> {
+        self.invoke("request-reset", &request(address)).await?;
+        if self.deliver().await? != 1 {
+            bail!("expected one outbox item for the request");
+        }
+        let (link_uid, token) = self.latest_link(address).await?;
+        if link_uid != uid.as_str() {
+            bail!("the link is for {link_uid}, not {uid}");
+        }
+        self.invoke(
+            "confirm-reset",
+            &Invoke::Http {
+                path: "/password-reset/verify",
+                body: json!({"uid": link_uid, "token": token}),
+                status: 200,
+            },
+        )
+        .await?;
+        self.invoke(
+            "confirm-reset",
+            &Invoke::Http {
+                path: "/password-reset/confirm",
+                body: json!({"uid": link_uid, "token": token, "new_password": "violin kettle mango quartz"}),
+                status: 200,
+            },
+        )
+        .await?;
+        if self.deliver().await? != 1 {
+            bail!("expected one 'password changed' notice in the outbox");
+        }
+        Ok(())
+    }
+}
+
+/// `POST /password-reset` for `email`, answered 202.
+fn request(email: &str) -> Invoke {
+    Invoke::Http {
+        path: "/password-reset",
+        body: json!({ "email": email }),
+        status: 202,
+    }
+}
+
+pub async fn run(setup: Setup) -> anyhow::Result<()> {
+    let mut bench = Bench::start(setup, &[]).await?;
+    let (address, uid) = bench.seed_user().await?;
 
     // P6: one long-lived process per function serves a full flow; then read VmHWM.
     let processes: Vec<(&str, Process)> = FUNCTIONS
@@ -330,43 +410,15 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let request = |email: &str| Invoke::Http {
-        path: "/password-reset",
-        body: json!({ "email": email }),
-        status: 202,
-    };
-    bench
-        .invoke("request-reset", &request(&address.to_uppercase()))
-        .await?;
+    // A request for a missing address too: its outbox item goes through the mail
+    // function (which finds no user) before the flow's own.
     bench
         .invoke("request-reset", &request("nobody-here@example.org"))
         .await?;
-    if bench.deliver().await? != 2 {
-        bail!("expected two outbox items");
-    }
-    let (link_uid, token) = bench.latest_link(&address).await?;
-    if link_uid != uid.as_str() {
-        bail!("the link is for {link_uid}, not {uid}");
-    }
-    let verify = Invoke::Http {
-        path: "/password-reset/verify",
-        body: json!({"uid": link_uid, "token": token}),
-        status: 200,
-    };
-    bench.invoke("confirm-reset", &verify).await?;
-    bench
-        .invoke(
-            "confirm-reset",
-            &Invoke::Http {
-                path: "/password-reset/confirm",
-                body: json!({"uid": link_uid, "token": token, "new_password": "violin kettle mango quartz"}),
-                status: 200,
-            },
-        )
-        .await?;
     if bench.deliver().await? != 1 {
-        bail!("expected one 'password changed' notice in the outbox");
+        bail!("expected one outbox item for the missing address");
     }
+    bench.reset_flow(&address, &uid).await?;
     let mut peaks = serde_json::Map::new();
     println!(
         "P6 peak RSS (VmHWM) after a full flow (request x2, stream delivery, verify, confirm, notice delivery)"

@@ -7,10 +7,13 @@
 //! - `lambda`  P4 + P6 (Lambda): time from process start to first response of each Lambda
 //!   binary against `hello-lambda`, under cargo-lambda's runtime emulator; then each
 //!   binary's peak RSS after a full flow.
+//! - `cost`    P7: cost per million resets from the work measured in warm Lambda-mode
+//!   flows (durations, CPU, DynamoDB request units, log bytes).
 //!
 //! Every server it starts binds 127.0.0.1 and is stopped by PID. Results are printed for
 //! people and as one `RESULT {json}` line per benchmark for scripts.
 
+mod cost;
 mod lambda;
 mod serve;
 mod stats;
@@ -79,6 +82,27 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         reps: usize,
     },
+    /// P7: cost per million resets on AWS from measured warm Lambda-mode flows.
+    Cost {
+        /// Directory holding request-reset, confirm-reset, send-reset-email.
+        #[arg(long)]
+        bin_dir: PathBuf,
+        /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
+        #[arg(long)]
+        watch_port: u16,
+        /// moto's URL (DynamoDB).
+        #[arg(long)]
+        moto: String,
+        /// aws-ses-v2-local's URL (SES v2).
+        #[arg(long)]
+        ses: String,
+        /// Metered resets (after one unmetered warm-up flow).
+        #[arg(long, default_value_t = 100)]
+        flows: usize,
+        /// The SAM template whose `MemorySize` per function prices the GB-seconds.
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,6 +144,23 @@ fn main() -> anyhow::Result<()> {
                     reps,
                 })
                 .await
+            }
+            Command::Cost {
+                bin_dir,
+                watch_port,
+                moto,
+                ses,
+                flows,
+                template,
+            } => {
+                let setup = lambda::Setup {
+                    bin_dir,
+                    watch_port,
+                    moto,
+                    ses,
+                    reps: 0,
+                };
+                cost::run(setup, flows, &template).await
             }
         }
     })
