@@ -1,4 +1,4 @@
-//! The SDK clients' set-up: one HTTPS client (hyper + rustls on ring), our timeouts and
+//! The SDK clients' set-up: one HTTP client (`adapters::https`), our timeouts and
 //! retry policy, and the two ways to get region and credentials — straight from the Lambda
 //! environment ([`LambdaEnvironment`], the functions) or aws-config's full chain
 //! ([`aws_sdk_config`], the CLI).
@@ -40,8 +40,8 @@ pub fn retry_config() -> RetryConfig {
         .with_max_backoff(Duration::from_secs(1))
 }
 
-/// The HTTPS client every SDK client of ours uses: hyper with rustls on ring. One per
-/// process, shared by every client (one connection pool, one trust store).
+/// The HTTP client of the functions' SDK clients (`adapters::https`, compiled-in roots).
+/// One per process, shared by every client (one connection pool).
 ///
 /// A pooled connection is driven by a task on the tokio runtime that opened it, so this
 /// shared client is for a process with one runtime (a function, the CLI, the dev server).
@@ -51,15 +51,12 @@ pub fn http_client() -> SharedHttpClient {
     CLIENT.get_or_init(new_http_client).clone()
 }
 
-/// A new HTTPS client built as `http_client`'s, with a connection pool of its own. Each
+/// A new client built as `http_client`'s, with a connection pool of its own. Each
 /// `#[tokio::test]` runs on a runtime of its own and drops it at the end: a connection
 /// pooled by one test and picked up by the next fails with "dispatch task is gone", so
 /// tests build their clients on this.
 pub fn new_http_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    super::https::client(super::https::Roots::Compiled)
 }
 
 /// What a Lambda function needs to reach AWS, straight from the variables the Lambda
@@ -172,7 +169,8 @@ pub async fn aws_sdk_config() -> SdkConfig {
 
 async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client())
+        // The machine's trust store: an operator's TLS-inspecting proxy may need it.
+        .http_client(super::https::client(super::https::Roots::System))
         .timeout_config(timeout_config())
         .retry_config(retry_config())
         .load()

@@ -11,6 +11,8 @@ pub mod dynamodb;
 #[cfg(feature = "aws")]
 pub mod eventbridge;
 #[cfg(feature = "aws")]
+pub mod https;
+#[cfg(feature = "aws")]
 pub mod secrets;
 #[cfg(feature = "aws")]
 pub mod ses;
