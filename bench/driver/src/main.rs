@@ -7,6 +7,8 @@
 //! - `lambda`  P4 + P6 (Lambda): time from process start to first response of each Lambda
 //!   binary against `hello-lambda`, under cargo-lambda's runtime emulator; then each
 //!   binary's peak RSS after a full flow.
+//! - `cpu`     CPU per request of `pwreset serve` (request, verify) against a hello-world
+//!   axum server (`hello-server`) answering the same, interleaved phases.
 //! - `cost`    P7: cost per million resets from the work measured in warm Lambda-mode
 //!   flows (durations, CPU, DynamoDB request units, log bytes).
 //!
@@ -14,6 +16,7 @@
 //! people and as one `RESULT {json}` line per benchmark for scripts.
 
 mod cost;
+mod cpu;
 mod lambda;
 mod serve;
 mod stats;
@@ -82,6 +85,20 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         reps: usize,
     },
+    /// CPU per request: `pwreset serve` against a hello-world axum server.
+    Cpu {
+        #[arg(long)]
+        pwreset: PathBuf,
+        /// Requests per phase.
+        #[arg(long, default_value_t = 20000)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// The hello-world axum server `cpu` compares against (prints `listening on <url>`).
+    HelloServer,
     /// P7: cost per million resets on AWS from measured warm Lambda-mode flows.
     Cost {
         /// Directory holding request-reset, confirm-reset, send-reset-email.
@@ -107,6 +124,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::HelloServer = cli.command {
+        // A multi-threaded runtime of its own, as `pwreset serve` has.
+        return cpu::hello_server();
+    }
     // One thread for the driver: on a 2-core machine it leaves the other to the server.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -145,6 +166,13 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Command::HelloServer => Ok(()),
+            Command::Cpu {
+                pwreset,
+                requests,
+                concurrency,
+                rounds,
+            } => cpu::run(&pwreset, requests, concurrency, rounds).await,
             Command::Cost {
                 bin_dir,
                 watch_port,

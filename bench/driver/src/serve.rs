@@ -68,7 +68,11 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Resu
     Ok((status, response.text().await?))
 }
 
-async fn add_user(client: &reqwest::Client, base: &str, email: &str) -> anyhow::Result<String> {
+pub(crate) async fn add_user(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+) -> anyhow::Result<String> {
     let (status, body) = post(
         client,
         &format!("{base}/_dev/users"),
@@ -216,7 +220,7 @@ async fn mail(client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Value>
 }
 
 /// Waits until there are more than `seen` messages; returns them all.
-async fn wait_for_mail(
+pub(crate) async fn wait_for_mail(
     client: &reqwest::Client,
     base: &str,
     seen: usize,
