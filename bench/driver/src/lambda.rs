@@ -42,13 +42,21 @@ const TOKEN_KEYS: &str = "YmVuY2gtbW9kZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nLCBvaw==";
 const HELLO: &str = "hello-lambda";
 const FUNCTIONS: [&str; 3] = ["request-reset", "confirm-reset", "send-reset-email"];
 
-#[derive(Debug)]
+/// Where the Lambda binaries are and the emulators they run under (`lambda`, `cost`).
+#[derive(Debug, clap::Args)]
 pub struct Setup {
+    /// Directory holding request-reset, confirm-reset, send-reset-email (and hello-lambda).
+    #[arg(long)]
     pub bin_dir: PathBuf,
+    /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
+    #[arg(long)]
     pub watch_port: u16,
+    /// moto's URL (DynamoDB, Secrets Manager).
+    #[arg(long)]
     pub moto: String,
+    /// aws-ses-v2-local's URL (SES v2).
+    #[arg(long)]
     pub ses: String,
-    pub reps: usize,
 }
 
 /// How a case invokes its function.
@@ -391,7 +399,7 @@ fn request(email: &str) -> Invoke {
     }
 }
 
-pub async fn run(setup: Setup) -> anyhow::Result<()> {
+pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
     let mut bench = Bench::start(setup, &[]).await?;
     let (address, uid) = bench.seed_user().await?;
 
@@ -519,7 +527,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
         bench.cold_start(case).await?;
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for rep in 0..bench.setup.reps {
+    for rep in 0..reps {
         for k in 0..cases.len() {
             let index = (k + rep) % cases.len();
             samples[index].push(bench.cold_start(&cases[index]).await?);
@@ -529,8 +537,7 @@ pub async fn run(setup: Setup) -> anyhow::Result<()> {
     bench.skip_pending().await?;
     let hello = median(&samples[0]);
     println!(
-        "P4 cold start, process start -> first response, under cargo lambda watch --only-lambda-apis, {} reps",
-        bench.setup.reps
+        "P4 cold start, process start -> first response, under cargo lambda watch --only-lambda-apis, {reps} reps"
     );
     let mut starts = Vec::new();
     for (case, times) in cases.iter().zip(&samples) {

@@ -69,18 +69,8 @@ enum Command {
     },
     /// P4 and P6 for the Lambda binaries, under `cargo lambda watch --only-lambda-apis`.
     Lambda {
-        /// Directory holding request-reset, confirm-reset, send-reset-email, hello-lambda.
-        #[arg(long)]
-        bin_dir: PathBuf,
-        /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
-        #[arg(long)]
-        watch_port: u16,
-        /// moto's URL (DynamoDB).
-        #[arg(long)]
-        moto: String,
-        /// aws-ses-v2-local's URL (SES v2).
-        #[arg(long)]
-        ses: String,
+        #[command(flatten)]
+        setup: lambda::Setup,
         /// Repetitions of every cold-start case.
         #[arg(long, default_value_t = 7)]
         reps: usize,
@@ -101,18 +91,8 @@ enum Command {
     HelloServer,
     /// P7: cost per million resets on AWS from measured warm Lambda-mode flows.
     Cost {
-        /// Directory holding request-reset, confirm-reset, send-reset-email.
-        #[arg(long)]
-        bin_dir: PathBuf,
-        /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
-        #[arg(long)]
-        watch_port: u16,
-        /// moto's URL (DynamoDB).
-        #[arg(long)]
-        moto: String,
-        /// aws-ses-v2-local's URL (SES v2).
-        #[arg(long)]
-        ses: String,
+        #[command(flatten)]
+        setup: lambda::Setup,
         /// Metered resets (after one unmetered warm-up flow).
         #[arg(long, default_value_t = 100)]
         flows: usize,
@@ -150,22 +130,7 @@ fn main() -> anyhow::Result<()> {
                 pairs,
                 warmup,
             } => serve::change(&pwreset, pairs, warmup).await,
-            Command::Lambda {
-                bin_dir,
-                watch_port,
-                moto,
-                ses,
-                reps,
-            } => {
-                lambda::run(lambda::Setup {
-                    bin_dir,
-                    watch_port,
-                    moto,
-                    ses,
-                    reps,
-                })
-                .await
-            }
+            Command::Lambda { setup, reps } => lambda::run(setup, reps).await,
             Command::HelloServer => Ok(()),
             Command::Cpu {
                 pwreset,
@@ -174,22 +139,10 @@ fn main() -> anyhow::Result<()> {
                 rounds,
             } => cpu::run(&pwreset, requests, concurrency, rounds).await,
             Command::Cost {
-                bin_dir,
-                watch_port,
-                moto,
-                ses,
+                setup,
                 flows,
                 template,
-            } => {
-                let setup = lambda::Setup {
-                    bin_dir,
-                    watch_port,
-                    moto,
-                    ses,
-                    reps: 0,
-                };
-                cost::run(setup, flows, &template).await
-            }
+            } => cost::run(setup, flows, &template).await,
         }
     })
 }
