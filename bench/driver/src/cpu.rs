@@ -88,6 +88,16 @@ impl Target {
         Target::Verify,
     ];
 
+    /// The hello-world phase this one is compared with (a hello phase is its own).
+    fn baseline(self) -> Target {
+        match self {
+            Target::HelloRequest | Target::RequestExisting | Target::RequestMissing => {
+                Target::HelloRequest
+            }
+            Target::HelloVerify | Target::Verify => Target::HelloVerify,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Target::HelloRequest => "hello axum, 202",
@@ -182,44 +192,32 @@ pub async fn run(
     let verify_body = json!({"uid": uid, "token": token});
 
     let plan = |target: Target| -> (String, u32, Arc<dyn Fn(usize) -> Value + Send + Sync>, u16) {
-        match target {
-            Target::HelloRequest => (
-                format!("{}/password-reset", hello.base_url),
-                hello.pid(),
-                Arc::new(|_| json!({"email": EXISTING})),
-                202,
-            ),
-            Target::RequestExisting => (
-                format!("{}/password-reset", serve.base),
-                serve.pid(),
+        let (base, pid) = if target.baseline() == target {
+            (hello.base_url.as_str(), hello.pid())
+        } else {
+            (serve.base.as_str(), serve.pid())
+        };
+        let (path, body, want): (_, Arc<dyn Fn(usize) -> Value + Send + Sync>, _) = match target {
+            Target::HelloRequest | Target::RequestExisting => (
+                "/password-reset",
                 Arc::new(|_| json!({"email": EXISTING})),
                 202,
             ),
             Target::RequestMissing => (
-                format!("{}/password-reset", serve.base),
-                serve.pid(),
+                "/password-reset",
                 Arc::new(|i| json!({"email": format!("cpu-nobody-{i}@example.org")})),
                 202,
             ),
-            Target::HelloVerify => {
+            Target::HelloVerify | Target::Verify => {
                 let body = verify_body.clone();
                 (
-                    format!("{}/password-reset/verify", hello.base_url),
-                    hello.pid(),
+                    "/password-reset/verify",
                     Arc::new(move |_| body.clone()),
                     200,
                 )
             }
-            Target::Verify => {
-                let body = verify_body.clone();
-                (
-                    format!("{}/password-reset/verify", serve.base),
-                    serve.pid(),
-                    Arc::new(move |_| body.clone()),
-                    200,
-                )
-            }
-        }
+        };
+        (format!("{base}{path}"), pid, body, want)
     };
 
     // Warm-up: connections, allocator, each route once at volume.
@@ -245,10 +243,11 @@ pub async fn run(
     let medians: Vec<f64> = per_request.iter().map(|v| median(v)).collect();
     let mut result = serde_json::Map::new();
     for (index, target) in Target::ALL.iter().enumerate() {
-        let hello = match target {
-            Target::HelloRequest | Target::RequestExisting | Target::RequestMissing => medians[0],
-            Target::HelloVerify | Target::Verify => medians[3],
-        };
+        let baseline = Target::ALL
+            .iter()
+            .position(|t| *t == target.baseline())
+            .expect("every baseline is among the targets");
+        let hello = medians[baseline];
         println!(
             "  {:38} median {:7.1} µs  rounds {}  ratio to hello {:.2}",
             target.label(),

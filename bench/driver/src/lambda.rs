@@ -96,14 +96,13 @@ pub(crate) struct Bench {
     pub(crate) meter: Option<crate::cost::Meter>,
 }
 
-/// A DynamoDB client configured as the functions configure theirs.
-fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+/// SDK clients configured as the functions configure theirs.
+fn sdk() -> Sdk {
     Sdk::new(
         adapters::http_client(),
         adapters::timeout_config(),
         adapters::retry_config(),
     )
-    .dynamodb(endpoint)
 }
 
 impl Bench {
@@ -256,7 +255,7 @@ impl Bench {
     /// environment; `overrides` replace (or add to) that environment, an empty value
     /// removes the variable.
     pub(crate) async fn start(setup: Setup, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let dynamodb = dynamodb_client(&setup.moto);
+        let dynamodb = sdk().dynamodb(&setup.moto);
         let deadline = Instant::now() + Duration::from_secs(90);
         while let Err(err) = dynamodb.list_tables().limit(1).send().await {
             if Instant::now() > deadline {
@@ -295,11 +294,7 @@ impl Bench {
             }
         }
         let secret = pwreset_testkit::aws::secret_holding(
-            &Sdk::new(
-                adapters::http_client(),
-                adapters::timeout_config(),
-                adapters::retry_config(),
-            ),
+            &sdk(),
             &setup.moto,
             "bench-token-keys",
             TOKEN_KEYS,
@@ -429,7 +424,7 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
     bench.reset_flow(&address, &uid).await?;
     let mut peaks = serde_json::Map::new();
     println!(
-        "P6 peak RSS (VmHWM) after a full flow (request x2, stream delivery, verify, confirm, notice delivery)"
+        "P6 peak RSS (VmHWM) after a missing-address request and its delivery, then a full flow (request, mail, verify, confirm, notice)"
     );
     for (function, process) in &processes {
         let kib = vm_hwm_kib(process.pid());
