@@ -21,6 +21,7 @@ use pwreset_core::http::{self, PeerIp};
 use pwreset_core::ports::{InsertOutcome, MailError, Mailer, OutgoingMail, SystemClock};
 use pwreset_core::service::{ChangePassword, ConfirmReset, RequestReset, SendResetEmail};
 use secrecy::SecretString;
+use tower::util::MapRequest;
 
 use crate::dev::{DevRoutes, DevState};
 
@@ -126,9 +127,13 @@ pub async fn run(
     let routes = Router::new()
         .merge(with_cors(api, &config.cors_allow_origins)?)
         .merge(crate::pages::router())
-        .nest("/_dev", crate::dev::router(wiring.dev, dev_routes))
-        .layer(axum::middleware::map_request(with_peer_ip));
-    let app = http::for_dev_server(routes);
+        .nest("/_dev", crate::dev::router(wiring.dev, dev_routes));
+    // Around the whole app rather than as a router layer (which wraps, and clones, every
+    // route's service per request).
+    let app = MapRequest::new(
+        http::for_dev_server(routes),
+        with_peer_ip as fn(Request) -> Request,
+    );
 
     println!("pwreset serve listening on {base_url}");
     println!("{}", dev_routes.describe());
@@ -187,9 +192,12 @@ fn with_cors(api: Router, origins: &[String]) -> anyhow::Result<Router> {
     ))
 }
 
-/// The per-IP limit reads the TCP peer, never a client-supplied header.
-async fn with_peer_ip(ConnectInfo(peer): ConnectInfo<SocketAddr>, mut request: Request) -> Request {
-    request.extensions_mut().insert(PeerIp(peer.ip()));
+/// The per-IP limit reads the TCP peer (axum's connect info), never a client-supplied header.
+fn with_peer_ip(mut request: Request) -> Request {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = peer.ip();
+        request.extensions_mut().insert(PeerIp(ip));
+    }
     request
 }
 

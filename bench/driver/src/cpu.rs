@@ -161,7 +161,19 @@ pub async fn run(
     requests: usize,
     concurrency: usize,
     rounds: usize,
+    only: &[String],
 ) -> anyhow::Result<()> {
+    for key in only {
+        if !Target::ALL.iter().any(|t| t.key() == key) {
+            bail!("--only {key}: not a phase");
+        }
+    }
+    let wanted = |target: Target| {
+        only.is_empty()
+            || Target::ALL.iter().any(|t| {
+                only.iter().any(|k| k == t.key()) && (*t == target || t.baseline() == target)
+            })
+    };
     let serve = Serve::start(pwreset)?;
     let mut hello_command = Command::new(std::env::current_exe()?);
     hello_command.arg("hello-server");
@@ -221,7 +233,7 @@ pub async fn run(
     };
 
     // Warm-up: connections, allocator, each route once at volume.
-    for target in Target::ALL {
+    for target in Target::ALL.into_iter().filter(|t| wanted(*t)) {
         let (url, _, body, want) = plan(target);
         drive(&client, &url, requests / 4, concurrency, body, want).await?;
     }
@@ -229,6 +241,9 @@ pub async fn run(
     for round in 0..rounds {
         for k in 0..Target::ALL.len() {
             let index = (k + round) % Target::ALL.len();
+            if !wanted(Target::ALL[index]) {
+                continue;
+            }
             let (url, pid, body, want) = plan(Target::ALL[index]);
             let pid = pid.to_string();
             let before = cpu_ms(&pid).context("server CPU time")?;
@@ -243,6 +258,9 @@ pub async fn run(
     let medians: Vec<f64> = per_request.iter().map(|v| median(v)).collect();
     let mut result = serde_json::Map::new();
     for (index, target) in Target::ALL.iter().enumerate() {
+        if !wanted(*target) {
+            continue;
+        }
         let baseline = Target::ALL
             .iter()
             .position(|t| *t == target.baseline())

@@ -86,6 +86,10 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Only these phases and the hello phases they are compared with (comma-separated:
+        /// request_existing, request_missing, verify); all when absent. For profiling one.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// The hello-world axum server `cpu` compares against (prints `listening on <url>`).
     HelloServer,
@@ -137,7 +141,8 @@ fn main() -> anyhow::Result<()> {
                 requests,
                 concurrency,
                 rounds,
-            } => cpu::run(&pwreset, requests, concurrency, rounds).await,
+                only,
+            } => cpu::run(&pwreset, requests, concurrency, rounds, &only).await,
             Command::Cost {
                 setup,
                 flows,

@@ -7,19 +7,22 @@
 mod extract;
 mod problem;
 
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::post;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderValue, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tower::util::MapRequest;
 
 pub use extract::{ApiJson, ClientIp, JwtSubject, PeerIp, RequestLocale, client_ip};
@@ -72,17 +75,85 @@ pub fn api_routes(
 /// What every deployment wraps around its routes: a problem document for any other path,
 /// the headers every response carries, one log line per request (route, method, status,
 /// latency; never the body, the query string, a token or a password).
-pub fn app(routes: Router) -> Router {
-    routes
-        .fallback(unrouted)
-        .layer(middleware::from_fn(log_request))
-        .layer(middleware::map_response(shared_headers))
+pub fn app(routes: Router) -> Served<Router> {
+    Served {
+        inner: routes.fallback(unrouted),
+    }
+}
+
+/// [`app`]'s wrapper: once around the whole router, so a request pays for it once (a
+/// router layer wraps, and clones per request, every route's boxed service).
+#[derive(Clone, Debug)]
+pub struct Served<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Served<S>
+where
+    S: tower::Service<http::Request<B>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ServedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The routed path (the query string, which may hold a token, is not part of it);
+        // an API path is a constant, so the usual request copies nothing.
+        let path = match API_PATHS.iter().find(|p| **p == request.uri().path()) {
+            Some(api_path) => Cow::Borrowed(*api_path),
+            None => Cow::Owned(request.uri().path().to_owned()),
+        };
+        ServedFuture {
+            started: Instant::now(),
+            method: request.method().clone(),
+            path,
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Served`]'s response on its way out.
+    pub struct ServedFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: http::Method,
+        path: Cow<'static, str>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for ServedFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        shared_headers(&mut response);
+        // Any path that matched nothing is logged as "unmatched", not as whatever the
+        // client sent.
+        let unmatched = response.status() == StatusCode::NOT_FOUND
+            && response.headers().get(CONTENT_TYPE)
+                == Some(&HeaderValue::from_static(PROBLEM_JSON));
+        tracing::info!(
+            event = "request",
+            route = if unmatched { "unmatched" } else { &**this.path },
+            method = %this.method,
+            status = response.status().as_u16(),
+            latency_ms = this.started.elapsed().as_secs_f64() * 1000.0,
+        );
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// No response is cached or MIME-sniffed; a response that set either itself keeps its own.
-/// (A plain function rather than tower-http's header layer: the confirm-reset zip has no
-/// room for another crate.)
-async fn shared_headers(mut response: Response) -> Response {
+/// (Written here rather than tower-http's header layer: the confirm-reset zip has no room
+/// for another crate.)
+fn shared_headers(response: &mut Response) {
     let headers = response.headers_mut();
     headers
         .entry(CACHE_CONTROL)
@@ -90,11 +161,10 @@ async fn shared_headers(mut response: Response) -> Response {
     headers
         .entry(X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
-    response
 }
 
 /// A service that rewrites each request's path before the router sees it.
-pub type PathRewrite<B> = MapRequest<Router, fn(http::Request<B>) -> http::Request<B>>;
+pub type PathRewrite<B> = MapRequest<Served<Router>, fn(http::Request<B>) -> http::Request<B>>;
 /// What a Lambda function hands to `lambda_http::run`.
 pub type LambdaApp = PathRewrite<lambda_http::Body>;
 /// What `pwreset serve` hands to `axum::serve`.
@@ -193,25 +263,6 @@ async fn unrouted(method: http::Method, uri: Uri) -> Problem {
 
 async fn post_only() -> Problem {
     Problem::method_not_allowed("POST")
-}
-
-async fn log_request(request: axum::extract::Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    // The routed path (the query string, which may hold a token, is not part of it); any
-    // path that matched nothing is logged as "unmatched", not as whatever the client sent.
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let unmatched = response.status() == StatusCode::NOT_FOUND
-        && response.headers().get(CONTENT_TYPE) == Some(&HeaderValue::from_static(PROBLEM_JSON));
-    tracing::info!(
-        event = "request",
-        route = if unmatched { "unmatched" } else { path.as_str() },
-        method = %method,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-    );
-    response
 }
 
 /// A JSON response; [`app`] adds the headers every response carries.
@@ -353,11 +404,22 @@ async fn change_password(
     ))
 }
 
+/// `2026-12-06T05:00:00Z`: UTC, whole seconds, as `time`'s RFC 3339 formatter writes it
+/// (a property test holds the two equal), without that formatter's generic machinery on
+/// every verify. Outside years 0–9999, which RFC 3339 cannot write, the epoch.
 pub fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    match OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) if (0..=9999).contains(&t.year()) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        _ => "1970-01-01T00:00:00Z".to_owned(),
+    }
 }
 
 #[cfg(test)]

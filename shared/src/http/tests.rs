@@ -381,7 +381,8 @@ async fn verify_answers_valid_with_an_rfc3339_expiry() {
     assert_eq!(body["valid"], true);
     let expires = body["expires_at"].as_str().expect("string");
     assert!(
-        time::OffsetDateTime::parse(expires, &Rfc3339).is_ok(),
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
         "{expires}"
     );
 }
@@ -774,4 +775,47 @@ fn a_cidr_style_source_ip_is_read_as_its_address() {
         client_ip(request.extensions()),
         Some("192.0.2.1".parse().expect("ip"))
     );
+}
+
+mod rfc3339_text {
+    use proptest::prelude::*;
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    use super::super::rfc3339;
+
+    /// What `time`'s own RFC 3339 formatter writes, or the epoch where it cannot.
+    fn by_time(unix: i64) -> String {
+        OffsetDateTime::from_unix_timestamp(unix)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    }
+
+    #[test]
+    fn edges_match_the_time_crate() {
+        // Year 0's first second, 9999's last, one past it, the epoch, a leap day, and
+        // values `OffsetDateTime` refuses.
+        for unix in [
+            -62_167_219_200,
+            -62_167_219_201,
+            253_402_300_799,
+            253_402_300_800,
+            0,
+            -1,
+            951_782_400,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert_eq!(rfc3339(unix), by_time(unix), "{unix}");
+        }
+        assert_eq!(rfc3339(1_796_533_200), "2026-12-06T05:00:00Z");
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_time_crate(unix in -70_000_000_000i64..260_000_000_000) {
+            prop_assert_eq!(rfc3339(unix), by_time(unix));
+        }
+    }
 }
