@@ -27,7 +27,8 @@ use crate::stats::{cpu_ms, median};
 const EXISTING: &str = "cpu-here@example.org";
 
 /// The hello-world: 202 `{"status":"accepted"}` and 200 `{"valid":true,…}` with the same
-/// headers as pwreset's, parsing nothing.
+/// headers as pwreset's, parsing nothing; `/read/password-reset/verify` answers the same
+/// 200 after reading the request body into memory (what any JSON API must do first).
 pub fn hello_server() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,11 +57,15 @@ pub fn hello_server() -> anyhow::Result<()> {
             )
             .route(
                 "/password-reset/verify",
-                axum::routing::post(|| async {
-                    json_answer(
-                        StatusCode::OK,
-                        r#"{"valid":true,"expires_at":"2026-12-06T05:00:00Z","email":"cpu-here@example.org"}"#,
-                    )
+                axum::routing::post(|| async { json_answer(StatusCode::OK, VERIFIED) }),
+            )
+            .route(
+                "/read/password-reset/verify",
+                axum::routing::post(|body: axum::body::Body| async {
+                    match axum::body::to_bytes(body, 16 * 1024).await {
+                        Ok(bytes) if !bytes.is_empty() => json_answer(StatusCode::OK, VERIFIED),
+                        _ => json_answer(StatusCode::BAD_REQUEST, "{}"),
+                    }
                 }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -70,6 +75,9 @@ pub fn hello_server() -> anyhow::Result<()> {
     })
 }
 
+const VERIFIED: &str =
+    r#"{"valid":true,"expires_at":"2026-12-06T05:00:00Z","email":"cpu-here@example.org"}"#;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     HelloRequest,
@@ -77,16 +85,25 @@ enum Target {
     RequestMissing,
     HelloVerify,
     Verify,
+    HelloVerifyRead,
 }
 
 impl Target {
-    const ALL: [Target; 5] = [
+    const ALL: [Target; 6] = [
         Target::HelloRequest,
         Target::RequestExisting,
         Target::RequestMissing,
         Target::HelloVerify,
         Target::Verify,
+        Target::HelloVerifyRead,
     ];
+
+    fn on_hello(self) -> bool {
+        matches!(
+            self,
+            Target::HelloRequest | Target::HelloVerify | Target::HelloVerifyRead
+        )
+    }
 
     /// The hello-world phase this one is compared with (a hello phase is its own).
     fn baseline(self) -> Target {
@@ -94,7 +111,7 @@ impl Target {
             Target::HelloRequest | Target::RequestExisting | Target::RequestMissing => {
                 Target::HelloRequest
             }
-            Target::HelloVerify | Target::Verify => Target::HelloVerify,
+            Target::HelloVerify | Target::Verify | Target::HelloVerifyRead => Target::HelloVerify,
         }
     }
 
@@ -105,6 +122,7 @@ impl Target {
             Target::RequestMissing => "POST /password-reset, missing",
             Target::HelloVerify => "hello axum, 200 verify",
             Target::Verify => "POST /password-reset/verify, valid",
+            Target::HelloVerifyRead => "hello axum, 200, reads the body",
         }
     }
 
@@ -115,6 +133,7 @@ impl Target {
             Target::RequestMissing => "request_missing",
             Target::HelloVerify => "hello_verify",
             Target::Verify => "verify",
+            Target::HelloVerifyRead => "hello_verify_read",
         }
     }
 }
@@ -204,7 +223,7 @@ pub async fn run(
     let verify_body = json!({"uid": uid, "token": token});
 
     let plan = |target: Target| -> (String, u32, Arc<dyn Fn(usize) -> Value + Send + Sync>, u16) {
-        let (base, pid) = if target.baseline() == target {
+        let (base, pid) = if target.on_hello() {
             (hello.base_url.as_str(), hello.pid())
         } else {
             (serve.base.as_str(), serve.pid())
@@ -220,10 +239,14 @@ pub async fn run(
                 Arc::new(|i| json!({"email": format!("cpu-nobody-{i}@example.org")})),
                 202,
             ),
-            Target::HelloVerify | Target::Verify => {
+            Target::HelloVerify | Target::Verify | Target::HelloVerifyRead => {
                 let body = verify_body.clone();
                 (
-                    "/password-reset/verify",
+                    if target == Target::HelloVerifyRead {
+                        "/read/password-reset/verify"
+                    } else {
+                        "/password-reset/verify"
+                    },
                     Arc::new(move |_| body.clone()),
                     200,
                 )

@@ -87,7 +87,7 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// Only these phases and the hello phases they are compared with (comma-separated:
-        /// request_existing, request_missing, verify); all when absent. For profiling one.
+        /// request_existing, request_missing, verify, hello_verify_read); all when absent. For profiling one.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

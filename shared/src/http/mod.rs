@@ -405,21 +405,35 @@ async fn change_password(
 }
 
 /// `2026-12-06T05:00:00Z`: UTC, whole seconds, as `time`'s RFC 3339 formatter writes it
-/// (a property test holds the two equal), without that formatter's generic machinery on
-/// every verify. Outside years 0–9999, which RFC 3339 cannot write, the epoch.
+/// (a property test holds the two equal), written digit by digit rather than through that
+/// formatter's generic machinery on every verify. Outside years 0–9999, which RFC 3339
+/// cannot write, the epoch.
 pub fn rfc3339(unix: i64) -> String {
-    match OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) if (0..=9999).contains(&t.year()) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        _ => "1970-01-01T00:00:00Z".to_owned(),
+    const EPOCH: &str = "1970-01-01T00:00:00Z";
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(unix) else {
+        return EPOCH.to_owned();
+    };
+    let Ok(year) = u16::try_from(t.year()) else {
+        return EPOCH.to_owned();
+    };
+    if year > 9999 {
+        return EPOCH.to_owned();
     }
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, value: u16, width: usize| {
+        let mut value = value;
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, u8::from(t.month()).into(), 2);
+    put(8, t.day().into(), 2);
+    put(11, t.hour().into(), 2);
+    put(14, t.minute().into(), 2);
+    put(17, t.second().into(), 2);
+    text.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
