@@ -1,6 +1,7 @@
 //! CPU per request: what `pwreset serve` spends on one `POST /password-reset` (existing
 //! and missing addresses) and one `POST /password-reset/verify`, against a hello-world
-//! axum server that answers the same status, headers and JSON and does nothing else.
+//! axum server that answers the same status, headers and JSON and does nothing else (and,
+//! as a reading aid, the same hello after reading the request body).
 //!
 //! Both servers run as processes of their own on the same tokio runtime flavour; the
 //! driver sends a fixed number of requests per phase over `concurrency` keep-alive

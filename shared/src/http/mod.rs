@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use axum::routing::post;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderValue, StatusCode, Uri};
@@ -269,7 +269,8 @@ async fn post_only() -> Problem {
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     // Serialising our own plain structs cannot fail; fall back to an empty object anyway.
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
-    let mut response = (status, text).into_response();
+    let mut response = Response::new(axum::body::Body::from(text));
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
