@@ -40,12 +40,15 @@ use crate::stats::{median, ms, quantile, vm_hwm_kib};
 
 const TOKEN_KEYS: &str = "YmVuY2gtbW9kZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nLCBvaw==";
 const HELLO: &str = "hello-lambda";
+/// `hello-lambda` plus one DynamoDB `GetItem` through the functions' own client.
+const HELLO_DYNAMODB: &str = "hello-lambda-dynamodb";
 const FUNCTIONS: [&str; 3] = ["request-reset", "confirm-reset", "send-reset-email"];
 
 /// Where the Lambda binaries are and the emulators they run under (`lambda`, `cost`).
 #[derive(Debug, clap::Args)]
 pub struct Setup {
-    /// Directory holding request-reset, confirm-reset, send-reset-email (and hello-lambda).
+    /// Directory holding request-reset, confirm-reset, send-reset-email (and hello-lambda,
+    /// hello-lambda-dynamodb).
     #[arg(long)]
     pub bin_dir: PathBuf,
     /// Port of `cargo lambda watch --only-lambda-apis -A 127.0.0.1`.
@@ -80,6 +83,8 @@ struct Case {
     /// The token keys from the Secrets Manager secret (`TOKEN_KEYS_SECRET_ID`, as the
     /// template deploys it) instead of `TOKEN_KEYS`.
     keys_from_secret: bool,
+    /// The case calls AWS before it answers: compared with `hello-lambda-dynamodb` too.
+    calls_aws: bool,
 }
 
 pub(crate) struct Bench {
@@ -450,6 +455,17 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 expect: json!({"hello": "world"}),
             },
             keys_from_secret: false,
+            calls_aws: false,
+        },
+        Case {
+            label: "hello-lambda-dynamodb (one GetItem)".into(),
+            function: HELLO_DYNAMODB,
+            invoke: Invoke::Raw {
+                event: json!({"n": 1}),
+                expect: json!({"hello": "world", "found": false}),
+            },
+            keys_from_secret: false,
+            calls_aws: true,
         },
         Case {
             label: "request-reset, 400 invalid_request (no I/O)".into(),
@@ -460,6 +476,7 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 status: 400,
             },
             keys_from_secret: false,
+            calls_aws: false,
         },
         Case {
             label: "confirm-reset, 400 invalid_request (no I/O)".into(),
@@ -470,6 +487,7 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 status: 400,
             },
             keys_from_secret: false,
+            calls_aws: false,
         },
         Case {
             label: "send-reset-email, empty batch (no I/O)".into(),
@@ -479,12 +497,14 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 expect: json!({"batchItemFailures": []}),
             },
             keys_from_secret: false,
+            calls_aws: false,
         },
         Case {
             label: "request-reset, 202 missing address (DynamoDB writes)".into(),
             function: "request-reset",
             invoke: request("cold-start-nobody@example.org"),
             keys_from_secret: false,
+            calls_aws: true,
         },
         Case {
             label: "confirm-reset, 200 verify (DynamoDB read)".into(),
@@ -495,6 +515,7 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 status: 200,
             },
             keys_from_secret: false,
+            calls_aws: true,
         },
         Case {
             label: "confirm-reset, 400, keys from Secrets Manager".into(),
@@ -505,6 +526,7 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 status: 400,
             },
             keys_from_secret: true,
+            calls_aws: true,
         },
         Case {
             label: "confirm-reset, 200 verify, keys from Secrets Manager".into(),
@@ -515,10 +537,11 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
                 status: 200,
             },
             keys_from_secret: true,
+            calls_aws: true,
         },
     ];
     // One untimed start of each binary first: the page cache holds every binary alike.
-    for case in &cases[..4] {
+    for case in &cases[..5] {
         bench.cold_start(case).await?;
     }
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
@@ -531,20 +554,24 @@ pub async fn run(setup: Setup, reps: usize) -> anyhow::Result<()> {
     // The missing-address requests left outbox items; nothing needs delivering.
     bench.skip_pending().await?;
     let hello = median(&samples[0]);
+    let hello_dynamodb = median(&samples[1]);
     println!(
         "P4 cold start, process start -> first response, under cargo lambda watch --only-lambda-apis, {reps} reps"
     );
     let mut starts = Vec::new();
     for (case, times) in cases.iter().zip(&samples) {
         let m = median(times);
+        let to_dynamodb = case.calls_aws.then(|| m / hello_dynamodb);
         println!(
-            "  {:52} median {m:7.2} ms  p90 {:7.2} ms  ratio to hello {:.2}",
+            "  {:52} median {m:7.2} ms  p90 {:7.2} ms  ratio to hello {:.2}{}",
             case.label,
             quantile(times, 0.9),
-            m / hello
+            m / hello,
+            to_dynamodb.map_or(String::new(), |r| format!(", to hello + GetItem {r:.2}"))
         );
         starts.push(json!({"case": case.label, "function": case.function,
-            "median_ms": m, "ratio_to_hello": m / hello, "samples_ms": times}));
+            "median_ms": m, "ratio_to_hello": m / hello,
+            "ratio_to_hello_dynamodb": to_dynamodb, "samples_ms": times}));
     }
     println!(
         "RESULT {}",
