@@ -145,9 +145,12 @@ impl ParsedToken {
         if raw.is_empty() || raw.len() > MAX_TOKEN_CHARS {
             return Err(TokenRejection::Invalid);
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(raw)
+        // Decoded on the stack: MAX_TOKEN_CHARS characters are at most 96 bytes.
+        let mut buffer = [0u8; MAX_TOKEN_CHARS / 4 * 3];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(raw, &mut buffer)
             .map_err(|_| TokenRejection::Invalid)?;
+        let bytes = &buffer[..len];
         if bytes.len() != TOKEN_BYTES || bytes[0] != VERSION {
             return Err(TokenRejection::Invalid);
         }

@@ -318,13 +318,13 @@ struct StatusBody {
 }
 
 #[derive(Serialize)]
-struct VerifiedBody {
+struct VerifiedBody<'a> {
     valid: bool,
     expires_at: String,
     /// The account's stored address: the page's hidden `autocomplete="username"` field, so a
     /// password manager saves the new password under the right entry. Only the holder of a
     /// live link (the mailbox's owner) sees it.
-    email: String,
+    email: &'a str,
 }
 
 async fn request_reset(
@@ -357,7 +357,7 @@ async fn verify(
         &VerifiedBody {
             valid: true,
             expires_at: rfc3339(verified.expires_at),
-            email: verified.user.email.as_str().to_owned(),
+            email: verified.user.email.as_str(),
         },
     ))
 }
