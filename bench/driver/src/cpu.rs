@@ -35,45 +35,49 @@ pub fn hello_server() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        fn json_answer(status: StatusCode, body: &'static str) -> Response {
-            let mut response = (status, body).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            response
-        }
-        let app = axum::Router::new()
-            .route(
-                "/password-reset",
-                axum::routing::post(|| async {
-                    json_answer(StatusCode::ACCEPTED, r#"{"status":"accepted"}"#)
-                }),
-            )
-            .route(
-                "/password-reset/verify",
-                axum::routing::post(|| async { json_answer(StatusCode::OK, VERIFIED) }),
-            )
-            .route(
-                "/read/password-reset/verify",
-                axum::routing::post(|body: axum::body::Body| async {
-                    match axum::body::to_bytes(body, 16 * 1024).await {
-                        Ok(bytes) if !bytes.is_empty() => json_answer(StatusCode::OK, VERIFIED),
-                        _ => json_answer(StatusCode::BAD_REQUEST, "{}"),
-                    }
-                }),
-            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("hello listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, app).await?;
+        axum::serve(listener, hello_router()).await?;
         Ok(())
     })
+}
+
+/// The hello-world's routes (also timed in process by `inproc`).
+pub fn hello_router() -> axum::Router {
+    fn json_answer(status: StatusCode, body: &'static str) -> Response {
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+    axum::Router::new()
+        .route(
+            "/password-reset",
+            axum::routing::post(|| async {
+                json_answer(StatusCode::ACCEPTED, r#"{"status":"accepted"}"#)
+            }),
+        )
+        .route(
+            "/password-reset/verify",
+            axum::routing::post(|| async { json_answer(StatusCode::OK, VERIFIED) }),
+        )
+        .route(
+            "/read/password-reset/verify",
+            axum::routing::post(|body: axum::body::Body| async {
+                match axum::body::to_bytes(body, 16 * 1024).await {
+                    Ok(bytes) if !bytes.is_empty() => json_answer(StatusCode::OK, VERIFIED),
+                    _ => json_answer(StatusCode::BAD_REQUEST, "{}"),
+                }
+            }),
+        )
 }
 
 const VERIFIED: &str =

@@ -9,6 +9,8 @@
 //!   binary's peak RSS after a full flow.
 //! - `cpu`     CPU per request of `pwreset serve` (request, verify) against a hello-world
 //!   axum server (`hello-server`) answering the same, interleaved phases.
+//! - `inproc`  the verify route's cost inside the app (no sockets): the hello-world's
+//!   router bare, under `app()`, as `pwreset serve` wraps it, and pwreset's verify.
 //! - `cost`    P7: cost per million resets from the work measured in warm Lambda-mode
 //!   flows (durations, CPU, DynamoDB request units, log bytes).
 //!
@@ -17,6 +19,7 @@
 
 mod cost;
 mod cpu;
+mod inproc;
 mod lambda;
 mod serve;
 mod stats;
@@ -93,6 +96,14 @@ enum Command {
     },
     /// The hello-world axum server `cpu` compares against (prints `listening on <url>`).
     HelloServer,
+    /// The verify route's cost inside the app, in process (no sockets): layers and handler.
+    Inproc {
+        /// Calls per phase and round.
+        #[arg(long, default_value_t = 300_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// P7: cost per million resets on AWS from measured warm Lambda-mode flows.
     Cost {
         #[command(flatten)]
@@ -136,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             } => serve::change(&pwreset, pairs, warmup).await,
             Command::Lambda { setup, reps } => lambda::run(setup, reps).await,
             Command::HelloServer => Ok(()),
+            Command::Inproc { requests, rounds } => inproc::run(requests, rounds).await,
             Command::Cpu {
                 pwreset,
                 requests,
