@@ -434,7 +434,8 @@ pub fn rfc3339(unix: i64) -> String {
     put(11, t.hour().into(), 2);
     put(14, t.minute().into(), 2);
     put(17, t.second().into(), 2);
-    text.iter().map(|&b| char::from(b)).collect()
+    // Digits and ASCII punctuation only: always UTF-8.
+    String::from_utf8(text.to_vec()).unwrap_or_else(|_| EPOCH.to_owned())
 }
 
 #[cfg(test)]
